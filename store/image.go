@@ -186,10 +186,21 @@ func (i *storeImage) RawConfigFile() ([]byte, error) {
 }
 
 func (i *storeImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
-	for _, l := range i.m.Layers {
-		if l.Digest == h {
-			return &blobLayer{s: i.s, desc: l}, nil
+	for k, l := range i.m.Layers {
+		if l.Digest != h {
+			continue
 		}
+		if IsUncompressed(l.MediaType) {
+			return &uncompressedBlobLayer{blobLayer{s: i.s, desc: l}}, nil
+		}
+		// A compressed layer's diffID is in the config; knowing it saves
+		// decompressing the whole blob to hash it.
+		if raw, err := i.RawConfigFile(); err == nil {
+			if cf, err := v1.ParseConfigFile(bytes.NewReader(raw)); err == nil && k < len(cf.RootFS.DiffIDs) {
+				return &diffIDBlobLayer{blobLayer{s: i.s, desc: l}, cf.RootFS.DiffIDs[k]}, nil
+			}
+		}
+		return &blobLayer{s: i.s, desc: l}, nil
 	}
 	if i.m.Config.Digest == h {
 		return &blobLayer{s: i.s, desc: i.m.Config}, nil
@@ -208,6 +219,23 @@ func (l *blobLayer) Digest() (v1.Hash, error)            { return l.desc.Digest,
 func (l *blobLayer) Size() (int64, error)                { return l.desc.Size, nil }
 func (l *blobLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
 func (l *blobLayer) Compressed() (io.ReadCloser, error)  { return l.s.OpenBlob(l.desc.Digest) }
+
+// uncompressedBlobLayer is a plain tar blob: its digest is its diffID.
+type uncompressedBlobLayer struct{ blobLayer }
+
+func (l *uncompressedBlobLayer) DiffID() (v1.Hash, error) { return l.desc.Digest, nil }
+
+func (l *uncompressedBlobLayer) Uncompressed() (io.ReadCloser, error) {
+	return l.s.OpenBlob(l.desc.Digest)
+}
+
+// diffIDBlobLayer is a compressed blob whose diffID the config names.
+type diffIDBlobLayer struct {
+	blobLayer
+	diffID v1.Hash
+}
+
+func (l *diffIDBlobLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
 
 // IsUncompressed reports whether a layer media type is a plain tar.
 func IsUncompressed(mt types.MediaType) bool {
