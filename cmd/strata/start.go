@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-dev/strata/container"
+)
+
+func init() { register(newStartCmd) }
+
+func newStartCmd(g *globals) *cobra.Command {
+	var attach, interactive bool
+	cmd := &cobra.Command{
+		Use:   "start [OPTIONS] CONTAINER",
+		Short: "Start a created or stopped container",
+		Long: "Start a container. With -a strata stays attached to its output and exits with its\n" +
+			"status; without it the container runs in the background and start prints its name.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := containers(g)
+			if err != nil {
+				return err
+			}
+			if !attach && !interactive {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				worker := func(id string) []string { return []string{exe, "--root", g.root, "start", "--attach", id} }
+				if _, err := m.StartDetached(cmd.Context(), args[0], worker); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), args[0])
+				return nil
+			}
+			sio := stdio(interactive)
+			sio.Ready = container.ReadyPipe()
+			code, err := m.Start(cmd.Context(), args[0], sio)
+			return exitStatus(code, err)
+		},
+	}
+	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "attach stdout and stderr and exit with the container's status")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "attach stdin too")
+	return cmd
+}
