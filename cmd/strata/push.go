@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/registry"
+)
+
+// registryFlags are the flags every registry command shares.
+type registryFlags struct {
+	jobs     int
+	insecure []string
+	tlsCA    []string
+	quiet    bool
+}
+
+func (f *registryFlags) add(fs *pflag.FlagSet) {
+	fs.IntVarP(&f.jobs, "jobs", "j", registry.DefaultJobs, "blobs transferred at once")
+	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry (HOST[:PORT]) that may use plain HTTP or an unverified certificate (repeatable; env STRATA_INSECURE_REGISTRIES)")
+	fs.StringSliceVar(&f.tlsCA, "tls-ca", nil, "PEM file of an extra certificate authority to trust (repeatable)")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "print no progress")
+}
+
+// options turns the flags into registry.Options; progress goes to stderr
+// (bars on a terminal, a line per blob otherwise). Call done when finished.
+func (f *registryFlags) options(g *globals) (o registry.Options, done func(), err error) {
+	if f.jobs < 1 {
+		return o, nil, fmt.Errorf("--jobs must be at least 1")
+	}
+	o = registry.Options{
+		Jobs:      f.jobs,
+		Insecure:  f.insecure,
+		TLSCA:     f.tlsCA,
+		CertsDir:  os.Getenv("STRATA_CERTS_D"),
+		UserAgent: "strata/" + version,
+	}
+	if env := os.Getenv("STRATA_INSECURE_REGISTRIES"); env != "" {
+		o.Insecure = append(o.Insecure, strings.Split(env, ",")...)
+	}
+	if g.debug {
+		o.Debugf = g.debugf
+	}
+	done = func() {}
+	if !f.quiet {
+		if isTerminal(os.Stderr) && !g.debug {
+			b := registry.BarProgress(g.errw)
+			o.Progress, done = b, func() { b.Close() }
+		} else {
+			o.Progress = registry.LineProgress(g.errw)
+		}
+	}
+	return o, done, nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func init() {
+	register(func(g *globals) *cobra.Command {
+		var rf registryFlags
+		var index []string
+		var compression string
+		c := &cobra.Command{
+			Use:   "push [flags] IMAGE [DEST]",
+			Short: "Push a local image to a registry",
+			Long: `Push the local image IMAGE to a registry, as DEST (default: IMAGE's own name).
+
+With --index IMAGE2,IMAGE3 the images IMAGE, IMAGE2... (one per platform)
+are pushed together as one OCI image index named DEST.`,
+			Args: cobra.RangeArgs(1, 2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				o, done, err := rf.options(g)
+				if err != nil {
+					return err
+				}
+				o.Compression = compression
+				s, err := g.store()
+				if err != nil {
+					return err
+				}
+				dst := ""
+				if len(args) == 2 {
+					dst = args[1]
+				}
+				var res *registry.PushResult
+				if len(index) > 0 {
+					if dst == "" {
+						done()
+						return fmt.Errorf("push: --index needs a DEST")
+					}
+					res, err = registry.PushIndex(cmd.Context(), s, append([]string{args[0]}, index...), dst, o)
+				} else {
+					res, err = registry.Push(cmd.Context(), s, args[0], dst, o)
+				}
+				done()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s@%s\n", res.Ref, res.Digest)
+				return nil
+			},
+		}
+		rf.add(c.Flags())
+		c.Flags().StringSliceVar(&index, "index", nil, "more local images to push with IMAGE as one multi-platform index")
+		c.Flags().StringVar(&compression, "compression", "gzip", "layer compression: gzip or zstd")
+		return c
+	})
+}

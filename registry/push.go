@@ -1,0 +1,200 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/strata-dev/strata/store"
+)
+
+// PushResult says what was pushed where.
+type PushResult struct {
+	Ref    string  // destination, as pushed
+	Digest v1.Hash // manifest (or index) digest in the registry
+	Size   int64   // manifest size
+}
+
+// compressor is the store's CompressedImage: a local image with every
+// uncompressed layer replaced by its compressed blob, made once and cached.
+type compressor interface {
+	CompressedImage(ctx context.Context, img v1.Image, algo string) (v1.Image, error)
+}
+
+// Push uploads the local image src to dst (default: src's own name).
+// Layers go compressed (o.Compression, gzip by default) through the store's
+// cache; blobs the registry has are skipped (HEAD), o.Jobs move at once, and
+// the manifest is put last, so a failed push never tags anything.
+func Push(ctx context.Context, s *store.Store, src, dst string, o Options) (*PushResult, error) {
+	if dst == "" {
+		dst = src
+	}
+	op := "push " + dst
+	ref, err := o.ParseReference(dst)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	img, err := localImage(ctx, s, src, &o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	t, err := o.newTransport()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := remote.Write(ref, progressImage(img, o.progress()), o.remoteOptions(ctx, t)...); err != nil {
+		return nil, wrap(op, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	size, _ := img.Size()
+	return &PushResult{Ref: ref.String(), Digest: d, Size: size}, nil
+}
+
+// PushIndex uploads the local images srcs (one per platform, each taken
+// from its config's os/architecture/variant) as one OCI image index at dst.
+func PushIndex(ctx context.Context, s *store.Store, srcs []string, dst string, o Options) (*PushResult, error) {
+	op := "push " + dst
+	ref, err := o.ParseReference(dst)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	seen := map[string]string{}
+	for _, src := range srcs {
+		img, err := localImage(ctx, s, src, &o)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", op, src, err)
+		}
+		p := cf.Platform()
+		if p == nil || p.OS == "" || p.Architecture == "" {
+			return nil, fmt.Errorf("%s: %s has no os/architecture in its config", op, src)
+		}
+		ps := platformString(p)
+		if other, ok := seen[ps]; ok {
+			return nil, fmt.Errorf("%s: %s and %s are both %s", op, other, src, ps)
+		}
+		seen[ps] = src
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add:        progressImage(img, o.progress()),
+			Descriptor: v1.Descriptor{Platform: p},
+		})
+	}
+	t, err := o.newTransport()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := remote.WriteIndex(ref, idx, o.remoteOptions(ctx, t)...); err != nil {
+		return nil, wrap(op, err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	size, _ := idx.Size()
+	return &PushResult{Ref: ref.String(), Digest: d, Size: size}, nil
+}
+
+// localImage is the stored image src, compressed for the wire.
+func localImage(ctx context.Context, s *store.Store, src string, o *Options) (v1.Image, error) {
+	img, _, err := s.Image(src)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := any(s).(compressor)
+	if !ok {
+		o.debugf("store cannot compress layers; pushing them as stored")
+		return img, nil
+	}
+	algo := o.Compression
+	if algo == "" {
+		algo = "gzip"
+	}
+	cimg, err := c.CompressedImage(ctx, img, algo)
+	if err != nil {
+		return nil, fmt.Errorf("compressing %s: %w", src, err)
+	}
+	return cimg, nil
+}
+
+// progressImage reports each uploaded layer to p. Layers the registry
+// already has are never read and are reported as "exists" at the end by
+// the caller's summary; blobs that are read are "pushed".
+func progressImage(img v1.Image, p Progress) v1.Image {
+	if _, ok := p.(nopProgress); ok {
+		return img
+	}
+	return &pImage{Image: img, p: p}
+}
+
+type pImage struct {
+	v1.Image
+	p Progress
+}
+
+func (i *pImage) Layers() ([]v1.Layer, error) {
+	ls, err := i.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for n, l := range ls {
+		out[n] = &pLayer{Layer: l, p: i.p}
+	}
+	return out, nil
+}
+
+func (i *pImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	return &pLayer{Layer: l, p: i.p}, nil
+}
+
+type pLayer struct {
+	v1.Layer
+	p Progress
+}
+
+func (l *pLayer) Compressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	d, _ := l.Layer.Digest()
+	size, _ := l.Layer.Size()
+	id := shortID(d.Hex)
+	l.p.Start(id, size)
+	return &pReadCloser{countingReader: countingReader{r: rc, p: l.p, id: id}, c: rc, size: size}, nil
+}
+
+type pReadCloser struct {
+	countingReader
+	c    io.Closer
+	size int64
+	once sync.Once
+}
+
+func (r *pReadCloser) Read(b []byte) (int, error) {
+	n, err := r.countingReader.Read(b)
+	if err == io.EOF && r.countingReader.n == r.size {
+		r.once.Do(func() { r.p.Done(r.id, "pushed") })
+	}
+	return n, err
+}
+
+func (r *pReadCloser) Close() error { return r.c.Close() }

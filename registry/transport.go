@@ -1,0 +1,277 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxRetryAfter caps how long a Retry-After header can make us wait.
+const maxRetryAfter = 60 * time.Second
+
+// ErrPlainHTTP is returned when a registry would be reached over plain HTTP
+// without being loopback or named insecure.
+var ErrPlainHTTP = errors.New("plain HTTP is only used for loopback registries and those named with --insecure-registry")
+
+// newTransport is the base transport of one operation: TLS per registry host
+// (extra CAs, /etc/docker/certs.d/HOST), the plain-HTTP rule, Retry-After and
+// debug logging. Authentication and retries are layered on top.
+func (o *Options) newTransport() (http.RoundTripper, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range o.TLSCA {
+		if err := addPEM(pool, f); err != nil {
+			return nil, err
+		}
+	}
+	certsDir := o.CertsDir
+	if certsDir == "" {
+		certsDir = DefaultCertsDir
+	}
+	var t http.RoundTripper = &hostTransport{o: o, pool: pool, certsDir: certsDir, byHost: map[string]*http.Transport{}}
+	t = &retryAfterTransport{inner: t, retries: o.retries()}
+	if o.Debugf != nil {
+		t = &logTransport{inner: t, debugf: o.Debugf}
+	}
+	return t, nil
+}
+
+func addPEM(pool *x509.CertPool, file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("reading CA certificates: %w", err)
+	}
+	if !pool.AppendCertsFromPEM(b) {
+		return fmt.Errorf("reading CA certificates %s: no PEM certificate found", file)
+	}
+	return nil
+}
+
+// hostTransport keeps one http.Transport per registry host so that each gets
+// the certificates docker would give it.
+type hostTransport struct {
+	o        *Options
+	pool     *x509.CertPool
+	certsDir string
+
+	mu     sync.Mutex
+	byHost map[string]*http.Transport
+}
+
+func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	host := req.URL.Host
+	if req.URL.Scheme == "http" && !h.plainHTTPAllowed(host) {
+		return nil, fmt.Errorf("%s: %w", host, ErrPlainHTTP)
+	}
+	t, err := h.transport(host)
+	if err != nil {
+		return nil, err
+	}
+	return t.RoundTrip(req)
+}
+
+func (h *hostTransport) plainHTTPAllowed(host string) bool {
+	if h.o.insecure(host) {
+		return true
+	}
+	return IsLoopback(host)
+}
+
+// IsLoopback reports whether host[:port] is localhost or a loopback address
+// (127.0.0.0/8, ::1): the registries plain HTTP is used for without asking.
+func IsLoopback(host string) bool {
+	hn := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		hn = h
+	}
+	hn = strings.Trim(hn, "[]")
+	if hn == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(hn)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (h *hostTransport) transport(host string) (*http.Transport, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t := h.byHost[host]; t != nil {
+		return t, nil
+	}
+	cfg := &tls.Config{RootCAs: h.pool, MinVersion: tls.VersionTLS12}
+	if h.o.insecure(host) {
+		cfg.InsecureSkipVerify = true // docker's meaning of an insecure registry
+	}
+	if err := h.loadCertsDir(cfg, host); err != nil {
+		return nil, err
+	}
+	t := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   50,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: 5 * time.Minute,
+		TLSClientConfig:       cfg,
+	}
+	h.byHost[host] = t
+	return t, nil
+}
+
+// loadCertsDir adds certsDir/HOST/*.crt as CAs and client.cert/key pairs
+// (any NAME.cert with NAME.key) as client certificates, as docker does.
+func (h *hostTransport) loadCertsDir(cfg *tls.Config, host string) error {
+	dir := filepath.Join(h.certsDir, host)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // no directory: nothing to add
+	}
+	var pool *x509.CertPool
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		switch {
+		case strings.HasSuffix(e.Name(), ".crt"):
+			if pool == nil {
+				pool = cfg.RootCAs.Clone()
+			}
+			if err := addPEM(pool, p); err != nil {
+				return err
+			}
+		case strings.HasSuffix(e.Name(), ".cert"):
+			key := strings.TrimSuffix(p, ".cert") + ".key"
+			c, err := tls.LoadX509KeyPair(p, key)
+			if err != nil {
+				return fmt.Errorf("loading client certificate %s: %w", p, err)
+			}
+			cfg.Certificates = append(cfg.Certificates, c)
+		}
+	}
+	if pool != nil {
+		cfg.RootCAs = pool
+	}
+	return nil
+}
+
+// retryAfterTransport honours Retry-After on 429 and 503: a request without
+// a body is repeated after the wait (up to retries times); any other response
+// is returned after the wait so the retry above it does not come too early.
+type retryAfterTransport struct {
+	inner   http.RoundTripper
+	retries int
+}
+
+func (t *retryAfterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	for attempt := 1; ; attempt++ {
+		resp, err := t.inner.RoundTrip(req)
+		if err != nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+			return resp, err
+		}
+		wait, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		if !ok {
+			return resp, nil
+		}
+		canRepeat := (req.Body == nil || req.Body == http.NoBody) && attempt < t.retries
+		if canRepeat {
+			resp.Body.Close()
+		}
+		if err := sleepCtx(req.Context(), wait); err != nil {
+			if canRepeat {
+				return nil, err
+			}
+			return resp, nil
+		}
+		if !canRepeat {
+			return resp, nil
+		}
+	}
+}
+
+// retryAfter parses a Retry-After value (seconds or an HTTP date), capped.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		if n < 0 {
+			return 0, false
+		}
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+		if d < 0 {
+			d = 0
+		}
+	} else {
+		return 0, false
+	}
+	if d > maxRetryAfter {
+		d = maxRetryAfter
+	}
+	return d, true
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// logTransport logs each request's method, URL without its query (upload
+// state and signed URLs carry secrets there), status and duration. It never
+// logs headers (Authorization) or bodies (tokens).
+type logTransport struct {
+	inner  http.RoundTripper
+	debugf func(string, ...any)
+}
+
+func (t *logTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.inner.RoundTrip(req)
+	u := *req.URL
+	u.RawQuery, u.User, u.Fragment = "", nil, ""
+	if err != nil {
+		t.debugf("http: %s %s: %v (%s)", req.Method, u.String(), redactErr(err), time.Since(start).Round(time.Millisecond))
+		return nil, err
+	}
+	t.debugf("http: %s %s: %d (%s)", req.Method, u.String(), resp.StatusCode, time.Since(start).Round(time.Millisecond))
+	return resp, nil
+}
+
+// redactErr drops a URL's query from an error's text.
+func redactErr(err error) string {
+	var ue interface{ Unwrap() error }
+	s := err.Error()
+	if errors.As(err, &ue) {
+		if i := strings.Index(s, "?"); i >= 0 {
+			if j := strings.IndexAny(s[i:], "\": "); j >= 0 {
+				return s[:i] + s[i+j:]
+			}
+			return s[:i]
+		}
+	}
+	return s
+}
