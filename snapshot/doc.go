@@ -1,2 +1,85 @@
-// Package snapshot prepares the filesystems of layers: unpacks each layer once (keyed by chain ID), mounts overlays for containers and diffs an upperdir into a layer.
+// Package snapshot gives containers and builds their filesystems: it unpacks
+// each layer once, stacks layers under a writable layer, and turns what a
+// container changed into a new OCI layer.
+//
+// # Vocabulary (after containerd's core/snapshots)
+//
+// A layer is an immutable OCI layer (v1.Layer, identified by its diffID). A
+// stack of layers is identified by its chain ID (OCI image-spec: the chain ID
+// of L0 is diffID(L0); of L0..Ln it is sha256(chainID(L0..Ln-1) + " " +
+// diffID(Ln))). An active snapshot is a writable filesystem on top of a stack
+// of layers, named by a caller-chosen key. Prepare creates it; Diff, Changes
+// and Commit read it; Remove deletes it. A snapshot never becomes a parent
+// itself: Commit stores its changes as a layer (in the store) and the next
+// Prepare names that layer like any other.
+//
+// # Ownership and ordering
+//
+//   - Prepare returns mounts; it never mounts anything on the host. The caller
+//     (the sandbox, rootfs.Run) passes them to MountAll inside its own private
+//     mount namespace, so a SIGKILL of strata never leaves a mount behind.
+//   - Diff, Changes and Commit must only be called while nothing is writing to
+//     the snapshot (the container has exited); they read the upperdir (overlay)
+//     or the container directory (native) directly and need no mount.
+//   - Remove deletes the snapshot's directories. Calling it for an unknown key
+//     is not an error (idempotent). It fails if something is still mounted on
+//     the snapshot's directories.
+//   - Layer directories under ROOT/snapshots/layers are shared by every
+//     snapshot and every strata process; they are written once (unpacked into
+//     a temp directory, then renamed into place, so a crash never leaves half
+//     a layer) and never modified afterwards. Concurrent processes preparing
+//     the same layer are safe: one rename wins, the others discard their copy.
+//   - Cleanup removes what crashed processes left behind (temp layer
+//     directories whose writer is gone). It never touches active snapshots:
+//     their owner (container/, builder/) removes those with Remove.
+//
+// # Snapshotters
+//
+// "overlay" stacks the unpacked layers as overlayfs lowerdirs under a fresh
+// upperdir/workdir per key, mounted with redirect_dir=off,index=off,
+// metacopy=off so that the upperdir alone describes the change. Its diff is
+// read straight from the upperdir without walking the lower layers: overlay
+// whiteouts (0/0 character devices) become ".wh.NAME" and opaque directories
+// (trusted.overlay.opaque=y) become ".wh..wh..opq".
+//
+// "native" copies the flattened lower tree (cached per chain ID) into a fresh
+// directory per key and bind-mounts it. Its diff compares the container
+// directory with the lower tree. Directories are tagged with the xattr
+// trusted.strata.orig at Prepare, so a directory that was deleted and
+// recreated (no tag) becomes opaque, exactly as overlayfs would record it.
+// Both snapshotters produce the same layer bytes for the same change (see
+// the conformance suite in snapshot_conformance_test.go).
+//
+// New(s, "") picks overlay when an overlay can be created on the store's
+// filesystem (probed once per process with a detached mount from the new
+// mount API, so the probe itself never attaches anything), else native.
+//
+// # Layer tars
+//
+// Diffs are written in sorted walk order (names sorted byte-wise within each
+// directory; a directory's ".wh..wh..opq" right after the directory itself),
+// with owners, modes (setuid/setgid/sticky included), xattrs (security.capability
+// included; trusted.overlay.* and trusted.strata.* never), symlinks, hardlinks
+// (the first path in walk order holds the content, later ones are links),
+// device nodes, fifos and empty directories. User and group names are left
+// empty; times are truncated to seconds; when SOURCE_DATE_EPOCH is set (the
+// environment variable, or WithSourceDateEpoch), later times are clamped to
+// it. Whiteout entries are empty regular files, mode 0, owner 0:0, time 0.
+//
+// # Sandbox mountpoints
+//
+// The sandbox bind-mounts /etc/hosts, /etc/hostname and /etc/resolv.conf and
+// mounts /proc, /sys and /dev. When the image lacks them it must create empty
+// mountpoints in the container's filesystem. Diff and Changes leave out such a
+// path (see SandboxMountpoints) when it is an empty regular file or an empty
+// directory that does not exist in the lower layers, and leave out /etc when it
+// does not exist in the lower layers and holds nothing else.
+//
+// # Extraction
+//
+// Unpack extracts an untrusted layer tar into a directory and never creates or
+// changes anything outside it: every path is resolved inside the directory
+// (openat2 RESOLVE_IN_ROOT through filepath-securejoin's pathrs-lite), so ".."
+// and absolute names, symlinks pointing out and symlinked parent directories
+// all stay inside; the last component is never followed.
 package snapshot

@@ -1,0 +1,479 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A diff is computed in two steps: a snapshotter builds a tree of nodes (what
+// changed, with the file that holds each new state), and writeTree turns any
+// such tree into tar bytes. Both snapshotters share writeTree, which is why
+// they produce the same bytes for the same change.
+
+// node is one entry of a diff tree.
+type node struct {
+	name     string // base name in the filesystem ("" for the root)
+	rel      string // path below the root ("" for the root)
+	abs      string // where the new state is read from (not for whiteouts)
+	whiteout bool   // name was deleted
+	opaque   bool   // directory hides everything below it in the lower layers
+	st       unix.Stat_t
+	children []*node
+}
+
+func (n *node) isDir() bool { return !n.whiteout && n.st.Mode&unix.S_IFMT == unix.S_IFDIR }
+
+// tarName is the name of n's entry inside its directory.
+func (n *node) tarName() string {
+	if n.whiteout {
+		return whiteoutPrefix + n.name
+	}
+	return n.name
+}
+
+func sortChildren(n *node) {
+	sort.Slice(n.children, func(i, j int) bool { return n.children[i].tarName() < n.children[j].tarName() })
+}
+
+func (n *node) child(name string) *node {
+	for _, c := range n.children {
+		if c.name == name && !c.whiteout {
+			return c
+		}
+	}
+	return nil
+}
+
+func lstatNode(abs, rel, name string) (*node, error) {
+	n := &node{name: name, rel: rel, abs: abs}
+	if err := unix.Lstat(abs, &n.st); err != nil {
+		return nil, &os.PathError{Op: "lstat", Path: abs, Err: err}
+	}
+	return n, nil
+}
+
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func isOverlayWhiteout(st *unix.Stat_t) bool {
+	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
+}
+
+func isOpaque(abs string) bool {
+	for _, x := range []string{"trusted.overlay.opaque", "user.overlay.opaque"} {
+		buf := make([]byte, 8)
+		n, err := unix.Lgetxattr(abs, x, buf)
+		if err == nil && n == 1 && buf[0] == 'y' {
+			return true
+		}
+	}
+	return false
+}
+
+// upperTree reads an overlay upperdir: every entry in it is a change.
+func upperTree(ctx context.Context, upper string) (*node, error) {
+	root, err := lstatNode(upper, "", "")
+	if err != nil {
+		return nil, err
+	}
+	return root, walkUpper(ctx, root)
+}
+
+func walkUpper(ctx context.Context, dir *node) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	names, err := readNames(dir.abs)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		c, err := lstatNode(filepath.Join(dir.abs, name), path.Join(dir.rel, name), name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case isOverlayWhiteout(&c.st):
+			c.whiteout = true
+		case c.isDir():
+			c.opaque = isOpaque(c.abs)
+			if err := walkUpper(ctx, c); err != nil {
+				return err
+			}
+		}
+		dir.children = append(dir.children, c)
+	}
+	sortChildren(dir)
+	return nil
+}
+
+// SandboxMountpoints are the paths the sandbox mounts over. When the image
+// lacks one, the sandbox creates an empty file or directory to mount on;
+// diffs leave such a path out when it is still an empty regular file or an
+// empty directory and the lower layers do not have it (and /etc too, when it
+// is not in the lower layers and holds nothing else).
+var SandboxMountpoints = []string{"etc/hosts", "etc/hostname", "etc/resolv.conf", "proc", "sys", "dev"}
+
+func excludeMountpoints(root *node, lv lowerView) {
+	for _, p := range SandboxMountpoints {
+		dir, base := path.Split(p)
+		parent := root
+		if dir != "" {
+			parent = root.child(strings.TrimSuffix(dir, "/"))
+		}
+		if parent == nil {
+			continue
+		}
+		c := parent.child(base)
+		if c == nil || lv.exists(p) {
+			continue
+		}
+		empty := (c.st.Mode&unix.S_IFMT == unix.S_IFREG && c.st.Size == 0) || (c.isDir() && len(c.children) == 0)
+		if empty {
+			parent.remove(c)
+		}
+	}
+	if etc := root.child("etc"); etc != nil && len(etc.children) == 0 && !lv.exists("etc") {
+		root.remove(etc)
+	}
+}
+
+func (n *node) remove(c *node) {
+	for i, x := range n.children {
+		if x == c {
+			n.children = append(n.children[:i], n.children[i+1:]...)
+			return
+		}
+	}
+}
+
+// lowerView answers questions about the read-only lower filesystem.
+type lowerView interface {
+	exists(rel string) bool
+	// names lists the entries of directory rel (nil if it is not one).
+	names(rel string) []string
+}
+
+// overlayLower is a stack of overlay-form layer directories, top first.
+type overlayLower []string
+
+func (v overlayLower) lookup(rel string) (string, bool) {
+	comps := strings.Split(rel, "/")
+	for _, l := range v {
+		cur := l
+		stop := false
+		for i, c := range comps {
+			cur = filepath.Join(cur, c)
+			var st unix.Stat_t
+			if err := unix.Lstat(cur, &st); err != nil {
+				break
+			}
+			if isOverlayWhiteout(&st) {
+				return "", false
+			}
+			if i == len(comps)-1 {
+				return cur, true
+			}
+			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				return "", false
+			}
+			if isOpaque(cur) {
+				stop = true
+			}
+		}
+		if stop {
+			return "", false
+		}
+	}
+	return "", false
+}
+
+func (v overlayLower) exists(rel string) bool {
+	_, ok := v.lookup(rel)
+	return ok
+}
+
+func (v overlayLower) names(rel string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range v {
+		ns, err := readNames(filepath.Join(l, rel))
+		if err != nil {
+			continue
+		}
+		for _, n := range ns {
+			if !seen[n] {
+				seen[n] = true
+				if v.exists(path.Join(rel, n)) {
+					out = append(out, n)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// dirLower is a flattened tree (native).
+type dirLower string
+
+func (d dirLower) exists(rel string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(filepath.Join(string(d), rel), &st) == nil
+}
+
+func (d dirLower) names(rel string) []string {
+	ns, _ := readNames(filepath.Join(string(d), rel))
+	return ns
+}
+
+// changes lists a diff tree as `docker diff` does, sorted by path.
+func changes(root *node, lv lowerView) []Change {
+	var out []Change
+	var walk func(n *node)
+	walk = func(n *node) {
+		for _, c := range n.children {
+			p := "/" + c.rel
+			if c.whiteout {
+				out = append(out, Change{ChangeDelete, p})
+				continue
+			}
+			if lv.exists(c.rel) {
+				out = append(out, Change{ChangeModify, p})
+			} else {
+				out = append(out, Change{ChangeAdd, p})
+			}
+			if c.opaque {
+				for _, name := range lv.names(c.rel) {
+					if c.child(name) == nil {
+						out = append(out, Change{ChangeDelete, "/" + path.Join(c.rel, name)})
+					}
+				}
+			}
+			if c.isDir() {
+				walk(c)
+			}
+		}
+	}
+	walk(root)
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// treeWriter writes a diff tree as a tar stream.
+type treeWriter struct {
+	tw    *tar.Writer
+	epoch *time.Time
+	links map[[2]uint64]string
+	buf   []byte
+}
+
+// writeTree writes the tree rooted at root (the root itself is not an entry).
+func writeTree(ctx context.Context, root *node, w io.Writer, epoch *time.Time) error {
+	t := &treeWriter{tw: tar.NewWriter(w), epoch: epoch, links: map[[2]uint64]string{}, buf: make([]byte, copyBufSize)}
+	if err := t.children(ctx, root); err != nil {
+		return err
+	}
+	return t.tw.Close()
+}
+
+func (t *treeWriter) children(ctx context.Context, n *node) error {
+	for _, c := range n.children {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := t.entry(ctx, c); err != nil {
+			return fmt.Errorf("writing %s: %w", c.rel, err)
+		}
+	}
+	return nil
+}
+
+func whiteoutHeader(name string) *tar.Header {
+	return &tar.Header{Name: name, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
+}
+
+func (t *treeWriter) entry(ctx context.Context, n *node) error {
+	if n.whiteout {
+		dir := path.Dir(n.rel)
+		name := whiteoutPrefix + n.name
+		if dir != "." {
+			name = dir + "/" + name
+		}
+		return t.tw.WriteHeader(whiteoutHeader(name))
+	}
+	hdr, err := t.header(n)
+	if err != nil {
+		return err
+	}
+	if err := t.tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	switch {
+	case n.isDir():
+		if n.opaque {
+			if err := t.tw.WriteHeader(whiteoutHeader(n.rel + "/" + opaqueWhiteout)); err != nil {
+				return err
+			}
+		}
+		return t.children(ctx, n)
+	case hdr.Typeflag == tar.TypeReg && hdr.Size > 0:
+		f, err := os.Open(n.abs)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		m, err := io.CopyBuffer(writerOnly{t.tw}, readerOnly{f}, t.buf)
+		if err != nil {
+			return err
+		}
+		if m != hdr.Size {
+			return fmt.Errorf("file changed while being read (%d of %d bytes)", m, hdr.Size)
+		}
+	}
+	return nil
+}
+
+func (t *treeWriter) header(n *node) (*tar.Header, error) {
+	st := &n.st
+	mtime := time.Unix(st.Mtim.Sec, 0)
+	if t.epoch != nil && mtime.After(*t.epoch) {
+		mtime = *t.epoch
+	}
+	hdr := &tar.Header{
+		Name:    n.rel,
+		Mode:    int64(st.Mode & 0o7777),
+		Uid:     int(st.Uid),
+		Gid:     int(st.Gid),
+		ModTime: mtime,
+		Format:  tar.FormatPAX,
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		hdr.Typeflag = tar.TypeDir
+		hdr.Name += "/"
+	case unix.S_IFREG:
+		hdr.Typeflag = tar.TypeReg
+		hdr.Size = st.Size
+		if st.Nlink > 1 {
+			k := [2]uint64{st.Dev, st.Ino}
+			if first, ok := t.links[k]; ok {
+				hdr.Typeflag = tar.TypeLink
+				hdr.Linkname = first
+				hdr.Size = 0
+			} else {
+				t.links[k] = n.rel
+			}
+		}
+	case unix.S_IFLNK:
+		target, err := os.Readlink(n.abs)
+		if err != nil {
+			return nil, err
+		}
+		hdr.Typeflag = tar.TypeSymlink
+		hdr.Linkname = target
+	case unix.S_IFCHR, unix.S_IFBLK:
+		hdr.Typeflag = tar.TypeChar
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			hdr.Typeflag = tar.TypeBlock
+		}
+		hdr.Devmajor = int64(unix.Major(st.Rdev))
+		hdr.Devminor = int64(unix.Minor(st.Rdev))
+	case unix.S_IFIFO:
+		hdr.Typeflag = tar.TypeFifo
+	case unix.S_IFSOCK:
+		return nil, fmt.Errorf("sockets cannot be stored in a layer")
+	}
+	xs, err := readXattrs(n.abs)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range xs {
+		if hdr.PAXRecords == nil {
+			hdr.PAXRecords = map[string]string{}
+		}
+		hdr.PAXRecords["SCHILY.xattr."+k] = v
+	}
+	return hdr, nil
+}
+
+// readXattrs returns the xattrs a layer keeps (see skipXattr).
+func readXattrs(p string) (map[string]string, error) {
+	buf := make([]byte, 1024)
+	n, err := unix.Llistxattr(p, buf)
+	if err == unix.ERANGE {
+		sz, err2 := unix.Llistxattr(p, nil)
+		if err2 != nil {
+			return nil, err2
+		}
+		buf = make([]byte, sz)
+		n, err = unix.Llistxattr(p, buf)
+	}
+	if err == unix.ENOTSUP || n == 0 {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing xattrs: %w", err)
+	}
+	var out map[string]string
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+		if name == "" || skipXattr(name) {
+			continue
+		}
+		val, err := getXattr(p, name)
+		if err == unix.ENODATA {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading xattr %s: %w", name, err)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[name] = val
+	}
+	return out, nil
+}
+
+func getXattr(p, name string) (string, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Lgetxattr(p, name, buf)
+		if err == unix.ERANGE {
+			sz, err := unix.Lgetxattr(p, name, nil)
+			if err != nil {
+				return "", err
+			}
+			buf = make([]byte, sz)
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+}
+
+// readerOnly hides WriteTo so io.CopyBuffer uses our big buffer.
+type readerOnly struct{ io.Reader }

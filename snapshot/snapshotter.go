@@ -1,0 +1,490 @@
+package snapshot
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/strata-dev/strata/store"
+	"golang.org/x/sys/unix"
+)
+
+// Snapshotter gives containers writable filesystems over stacks of layers
+// and turns what they changed into layers. Keys are chosen by the caller
+// (a container ID, a build step); they name active snapshots only.
+type Snapshotter interface {
+	// Kind is "overlay" or "native".
+	Kind() string
+	// Prepare creates the active snapshot key over parents (bottom layer
+	// first) and returns the mounts that make its root filesystem; it
+	// mounts nothing itself (see MountAll). Each parent layer is unpacked
+	// once and shared. It fails with ErrExists if key is already active.
+	Prepare(ctx context.Context, key string, parents []v1.Layer) ([]Mount, error)
+	// Mounts returns the mounts of an existing active snapshot again.
+	Mounts(ctx context.Context, key string) ([]Mount, error)
+	// Diff writes what the active snapshot changed as an uncompressed OCI
+	// layer tar (see the package comment for its exact form).
+	Diff(ctx context.Context, key string, w io.Writer) error
+	// Commit stores Diff in the store, hashing it while it is written, and
+	// returns the layer (digest == diffID). The snapshot stays active.
+	Commit(ctx context.Context, key string) (v1.Layer, error)
+	// Changes lists what the active snapshot changed, sorted by path, like
+	// `docker diff`.
+	Changes(ctx context.Context, key string) ([]Change, error)
+	// Remove deletes the active snapshot. Unknown keys are not an error.
+	Remove(ctx context.Context, key string) error
+	// List returns the keys of the active snapshots, sorted.
+	List(ctx context.Context) ([]string, error)
+	// Cleanup removes what crashed processes left: half-unpacked layers and
+	// snapshots whose Prepare never finished.
+	Cleanup(ctx context.Context) error
+}
+
+// ErrExists is returned (wrapped) by Prepare when the key is already active.
+var ErrExists = errors.New("snapshot already exists")
+
+// ErrNotExist is returned (wrapped) for an unknown key.
+var ErrNotExist = errors.New("no such snapshot")
+
+// ChangeKind is how a path changed.
+type ChangeKind int
+
+const (
+	ChangeModify ChangeKind = iota
+	ChangeAdd
+	ChangeDelete
+)
+
+// String is the letter `docker diff` prints: A, C or D.
+func (k ChangeKind) String() string {
+	switch k {
+	case ChangeAdd:
+		return "A"
+	case ChangeDelete:
+		return "D"
+	default:
+		return "C"
+	}
+}
+
+// Change is one changed path ("/etc/passwd").
+type Change struct {
+	Kind ChangeKind
+	Path string
+}
+
+func (c Change) String() string { return c.Kind.String() + " " + c.Path }
+
+// Option configures a Snapshotter.
+type Option func(*base)
+
+// WithSourceDateEpoch clamps the times written by Diff and Commit to t
+// (reproducible builds). Without it the SOURCE_DATE_EPOCH environment
+// variable is used when set.
+func WithSourceDateEpoch(t time.Time) Option {
+	return func(b *base) { b.epoch = &t }
+}
+
+// New returns a snapshotter over the store. kind is "overlay", "native" or
+// "" (overlay when it can be created on the store's filesystem, else native).
+func New(s *store.Store, kind string, opts ...Option) (Snapshotter, error) {
+	root, err := s.Dir("snapshots")
+	if err != nil {
+		return nil, fmt.Errorf("opening snapshots: %w", err)
+	}
+	b := &base{s: s, root: root}
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q: not a number of seconds", v)
+		}
+		t := time.Unix(sec, 0)
+		b.epoch = &t
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	for _, d := range []string{"layers", "native", "active"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			return nil, fmt.Errorf("opening snapshots: %w", err)
+		}
+	}
+	switch kind {
+	case "":
+		if OverlaySupported(root) == nil {
+			return &overlay{b}, nil
+		}
+		return &native{b}, nil
+	case "overlay":
+		if err := OverlaySupported(root); err != nil {
+			return nil, fmt.Errorf("overlay snapshotter unavailable on %s: %w", root, err)
+		}
+		return &overlay{b}, nil
+	case "native":
+		return &native{b}, nil
+	}
+	return nil, fmt.Errorf("unknown snapshotter %q (want overlay or native)", kind)
+}
+
+var probe struct {
+	sync.Mutex
+	res map[string]error
+}
+
+// OverlaySupported reports (once per directory and process) why an overlay
+// cannot be created with its upper directory under dir, or nil.
+func OverlaySupported(dir string) error {
+	probe.Lock()
+	defer probe.Unlock()
+	if err, ok := probe.res[dir]; ok {
+		return err
+	}
+	if probe.res == nil {
+		probe.res = map[string]error{}
+	}
+	err := overlayWorks(dir)
+	probe.res[dir] = err
+	return err
+}
+
+// base is the state both snapshotters share: ROOT/snapshots holds
+//
+//	layers/HEX/fs       a layer unpacked alone with overlay whiteouts (HEX = chain ID)
+//	native/HEX/fs       the flattened tree of the chain HEX (native)
+//	HEX.lock            held while that directory is being built
+//	.tmp-HEX-*          a directory being built (removed by Cleanup)
+//	active/KEY/         an active snapshot: meta.json, upper+work or rootfs
+type base struct {
+	s     *store.Store
+	root  string
+	epoch *time.Time
+}
+
+// meta is an active snapshot's record (active/KEY/meta.json). It is written
+// last by Prepare: a directory without it is a Prepare that never finished.
+type meta struct {
+	Kind string `json:"kind"`
+	// Lowers are the lower directories, top first.
+	Lowers []string `json:"lowers"`
+}
+
+var keyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+func (b *base) activeDir(key string) (string, error) {
+	if !keyRE.MatchString(key) {
+		return "", fmt.Errorf("invalid snapshot key %q", key)
+	}
+	return filepath.Join(b.root, "active", key), nil
+}
+
+func (b *base) readMeta(key string) (string, *meta, error) {
+	dir, err := b.activeDir(key)
+	if err != nil {
+		return "", nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil, fmt.Errorf("snapshot %s: %w", key, ErrNotExist)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("snapshot %s: %w", key, err)
+	}
+	var m meta
+	if err := json.Unmarshal(data, &m); err != nil {
+		return "", nil, fmt.Errorf("snapshot %s: reading meta.json: %w", key, err)
+	}
+	return dir, &m, nil
+}
+
+// newActive creates active/KEY (empty), failing with ErrExists.
+func (b *base) newActive(key string) (string, error) {
+	dir, err := b.activeDir(key)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("snapshot %s: %w", key, ErrExists)
+		}
+		return "", err
+	}
+	return dir, nil
+}
+
+func writeMeta(dir string, m *meta) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, ".meta.json.tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "meta.json"))
+}
+
+func (b *base) Remove(ctx context.Context, key string) error {
+	dir, err := b.activeDir(key)
+	if err != nil {
+		return err
+	}
+	// meta.json goes first: a half-removed snapshot is no longer listed.
+	if err := os.Remove(filepath.Join(dir, "meta.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing snapshot %s: %w", key, err)
+	}
+	if err := removeTree(dir); err != nil {
+		return fmt.Errorf("removing snapshot %s: %w", key, err)
+	}
+	return nil
+}
+
+// removeTree removes dir without following symlinks and without crossing
+// into mounts (a mount below dir makes it fail with EBUSY instead).
+func removeTree(dir string) error {
+	parent, err := os.Open(filepath.Dir(dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer parent.Close()
+	return removeAllAt(int(parent.Fd()), filepath.Base(dir))
+}
+
+func (b *base) List(ctx context.Context) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(b.root, "active"))
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, e := range ents {
+		if _, err := os.Stat(filepath.Join(b.root, "active", e.Name(), "meta.json")); err == nil {
+			keys = append(keys, e.Name())
+		}
+	}
+	return keys, nil
+}
+
+func (b *base) Cleanup(ctx context.Context) error {
+	var errs []error
+	for _, sub := range []string{"layers", "native"} {
+		dir := filepath.Join(b.root, sub)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			rest, ok := strings.CutPrefix(e.Name(), ".tmp-")
+			if !ok {
+				continue
+			}
+			hexID, _, _ := strings.Cut(rest, "-")
+			unlock, err := tryLock(filepath.Join(dir, hexID+".lock"))
+			if err != nil {
+				continue // being built right now
+			}
+			if err := removeTree(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+			unlock()
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join(b.root, "active"))
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		d := filepath.Join(b.root, "active", e.Name())
+		if _, err := os.Stat(filepath.Join(d, "meta.json")); errors.Is(err, os.ErrNotExist) {
+			// A Prepare that died, or one running now: it holds prepare.lock.
+			unlock, err := tryLock(filepath.Join(d, "prepare.lock"))
+			if err != nil {
+				continue
+			}
+			unlock()
+			if err := removeTree(d); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Commit streams Diff into the store: the tar writer writes through a big
+// buffer straight into the store's hashing writer.
+func commit(ctx context.Context, s *store.Store, key string, diff func(context.Context, string, io.Writer) error) (v1.Layer, error) {
+	w, err := s.NewWriter()
+	if err != nil {
+		return nil, fmt.Errorf("committing %s: %w", key, err)
+	}
+	defer w.Close()
+	pw := newPipelinedWriter(w)
+	bw := bufio.NewWriterSize(pw, copyBufSize)
+	err = diff(ctx, key, bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := pw.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("committing %s: %w", key, err)
+	}
+	h, err := w.Commit(v1.Hash{}, -1)
+	if err != nil {
+		return nil, fmt.Errorf("committing %s: %w", key, err)
+	}
+	return s.Layer(h)
+}
+
+// chainIDs returns the chain ID of each prefix of layers.
+func chainIDs(layers []v1.Layer) ([]v1.Hash, error) {
+	out := make([]v1.Hash, len(layers))
+	var prev v1.Hash
+	for i, l := range layers {
+		d, err := l.DiffID()
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: diffID: %w", i, err)
+		}
+		if i == 0 {
+			prev = d
+		} else {
+			sum := sha256.Sum256([]byte(prev.String() + " " + d.String()))
+			prev = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+		}
+		out[i] = prev
+	}
+	return out, nil
+}
+
+// ensureDir makes sub/HEX/fs with build unless it exists: built in a temp
+// directory, synced and renamed into place under HEX.lock, so concurrent
+// processes build it once and a crash never leaves half of it.
+func (b *base) ensureDir(ctx context.Context, sub string, id v1.Hash, build func(fs string) error) (string, error) {
+	dir := filepath.Join(b.root, sub)
+	final := filepath.Join(dir, id.Hex)
+	if _, err := os.Stat(final); err == nil {
+		return filepath.Join(final, "fs"), nil
+	}
+	unlock, err := lockFile(filepath.Join(dir, id.Hex+".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if _, err := os.Stat(final); err == nil {
+		return filepath.Join(final, "fs"), nil
+	}
+	tmp := filepath.Join(dir, ".tmp-"+id.Hex+"-"+randHex())
+	if err := os.MkdirAll(filepath.Join(tmp, "fs"), 0o755); err != nil {
+		return "", err
+	}
+	if err := build(filepath.Join(tmp, "fs")); err != nil {
+		removeTree(tmp)
+		return "", err
+	}
+	if err := syncFS(tmp); err != nil {
+		removeTree(tmp)
+		return "", err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		removeTree(tmp)
+		if _, serr := os.Stat(final); serr == nil {
+			return filepath.Join(final, "fs"), nil
+		}
+		return "", err
+	}
+	return filepath.Join(final, "fs"), nil
+}
+
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}
+
+func randHex() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func lockFile(p string) (func(), error) {
+	return flock(p, unix.LOCK_EX)
+}
+
+func tryLock(p string) (func(), error) {
+	return flock(p, unix.LOCK_EX|unix.LOCK_NB)
+}
+
+func flock(p string, how int) (func(), error) {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", p, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// unpackLayer extracts a layer's uncompressed tar into dir.
+func unpackLayer(ctx context.Context, l v1.Layer, dir string, opts UnpackOptions) error {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return Unpack(ctx, rc, dir, opts)
+}
+
+// ApplyLayers extracts layers (bottom first) into dir, applying whiteouts:
+// the flattened root filesystem of an image (type=local outputs, export).
+func ApplyLayers(ctx context.Context, layers []v1.Layer, dir string, opts UnpackOptions) error {
+	opts.Whiteouts = WhiteoutApply
+	for i, l := range layers {
+		if err := unpackLayer(ctx, l, dir, opts); err != nil {
+			d, _ := l.DiffID()
+			return fmt.Errorf("applying layer %d (%s): %w", i+1, d, err)
+		}
+	}
+	return nil
+}
+
+// UnpackImage writes img's flattened root filesystem into dir.
+func UnpackImage(ctx context.Context, img v1.Image, dir string, opts UnpackOptions) error {
+	layers, err := img.Layers()
+	if err != nil {
+		return fmt.Errorf("unpacking image: %w", err)
+	}
+	return ApplyLayers(ctx, layers, dir, opts)
+}
+
+func defaultUnpackOptions() UnpackOptions {
+	root := os.Geteuid() == 0
+	return UnpackOptions{Devices: root, NoChown: !root}
+}

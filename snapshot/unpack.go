@@ -1,0 +1,512 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"golang.org/x/sys/unix"
+)
+
+// WhiteoutMode says what Unpack does with OCI whiteouts.
+type WhiteoutMode int
+
+const (
+	// WhiteoutOverlay turns ".wh.NAME" into an overlay whiteout (a 0/0
+	// character device NAME) and ".wh..wh..opq" into the xattr
+	// trusted.overlay.opaque=y on its directory: the directory becomes one
+	// overlayfs lowerdir of a stack.
+	WhiteoutOverlay WhiteoutMode = iota
+	// WhiteoutApply deletes what the whiteouts name from the directory: the
+	// layer is applied on top of the layers already extracted there (native
+	// snapshotter, flattened exports).
+	WhiteoutApply
+)
+
+// UnpackOptions control Unpack.
+type UnpackOptions struct {
+	Whiteouts WhiteoutMode
+	// Devices allows block and character device nodes (root only). Without
+	// it they are skipped; fifos are always created.
+	Devices bool
+	// NoChown keeps the extracting user as the owner of everything
+	// (rootless); otherwise owners come from the tar.
+	NoChown bool
+}
+
+// ErrCorrupt is returned (wrapped) when a layer tar is truncated or malformed.
+var ErrCorrupt = errors.New("corrupt or truncated tar")
+
+const (
+	whiteoutPrefix = ".wh."
+	opaqueWhiteout = ".wh..wh..opq"
+	copyBufSize    = 1 << 20
+)
+
+// Unpack extracts the layer tar read from r into dir (which must exist),
+// never creating or changing anything outside dir. Later entries replace
+// earlier ones with the same name (a directory over a directory merges;
+// anything else is removed first). Owners, modes, xattrs, times and hardlinks
+// are kept. A truncated or corrupt stream returns an error wrapping
+// ErrCorrupt; what was extracted so far stays (callers extract into a temp
+// directory and discard it on error).
+func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) error {
+	root, err := os.OpenFile(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("unpacking into %s: %w", dir, err)
+	}
+	defer root.Close()
+	u := &unpacker{root: root, opts: opts, buf: make([]byte, copyBufSize)}
+	if opts.Whiteouts == WhiteoutApply {
+		u.seen = map[string]bool{}
+	}
+	defer u.dropParent()
+	tr := tar.NewReader(r)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("unpacking layer: %w: %v", ErrCorrupt, err)
+		}
+		if err := u.entry(hdr, tr); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, tar.ErrHeader) {
+				return fmt.Errorf("unpacking layer: %s: %w: %v", hdr.Name, ErrCorrupt, err)
+			}
+			return fmt.Errorf("unpacking layer: %s: %w", hdr.Name, err)
+		}
+	}
+	return u.finish()
+}
+
+type dirTime struct {
+	name         string
+	atime, mtime time.Time
+}
+
+type unpacker struct {
+	root *os.File
+	opts UnpackOptions
+	buf  []byte
+	// seen holds the names this layer created (apply mode), which an opaque
+	// whiteout in the same layer must keep.
+	seen map[string]bool
+	// dirTimes are set last: creating entries changes a directory's mtime.
+	dirTimes []dirTime
+	// a one-entry cache of the last parent directory handle.
+	pname string
+	pdir  *os.File
+}
+
+// cleanName turns a tar name into a path relative to the root ("" is the
+// root itself). Lexical cleaning against "/" removes every ".." that would
+// climb above the root; symlinks are handled by in-root resolution.
+func cleanName(name string) string {
+	return strings.TrimPrefix(path.Clean("/"+name), "/")
+}
+
+func (u *unpacker) dropParent() {
+	if u.pdir != nil {
+		u.pdir.Close()
+		u.pdir, u.pname = nil, ""
+	}
+}
+
+// parent returns an O_PATH handle of directory rel resolved inside the root,
+// creating missing directories (0755) when create is set. The handle is
+// owned by the unpacker's cache: callers must not close it.
+func (u *unpacker) parent(rel string, create bool) (*os.File, error) {
+	if u.pdir != nil && u.pname == rel {
+		return u.pdir, nil
+	}
+	u.dropParent()
+	var (
+		f   *os.File
+		err error
+	)
+	if rel == "" {
+		var fd int
+		fd, err = unix.Openat(int(u.root.Fd()), ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			f = os.NewFile(uintptr(fd), ".")
+		}
+	} else if create {
+		f, err = pathrs.MkdirAllHandle(u.root, rel, 0o755)
+	} else {
+		f, err = pathrs.OpenatInRoot(u.root, rel)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", rel, unix.ENOTDIR)
+	}
+	u.pdir, u.pname = f, rel
+	return f, nil
+}
+
+func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
+	name := cleanName(hdr.Name)
+	if name == "" {
+		if hdr.Typeflag != tar.TypeDir {
+			return fmt.Errorf("root entry is not a directory")
+		}
+		return u.rootMeta(hdr)
+	}
+	dir, base := path.Split(name)
+	dir = strings.TrimSuffix(dir, "/")
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		return u.whiteout(dir, base)
+	}
+	pd, err := u.parent(dir, true)
+	if err != nil {
+		return err
+	}
+	pfd := int(pd.Fd())
+	if u.seen != nil {
+		u.seen[name] = true
+	}
+
+	var st unix.Stat_t
+	err = unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	exists := err == nil
+	if err != nil && err != unix.ENOENT {
+		return err
+	}
+	isDir := hdr.Typeflag == tar.TypeDir
+	if exists && !(isDir && st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+		if hdr.Typeflag == tar.TypeLink && cleanName(hdr.Linkname) == name {
+			return nil // a link to itself: already there
+		}
+		u.dropParentIfUnder(name)
+		if pd, err = u.parent(dir, true); err != nil {
+			return err
+		}
+		pfd = int(pd.Fd())
+		if err := removeAllAt(pfd, base); err != nil {
+			return err
+		}
+		exists = false
+	}
+
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if !exists {
+			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+				return err
+			}
+		}
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		fd, err := unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return err
+		}
+		f := os.NewFile(uintptr(fd), base)
+		_, err = io.CopyBuffer(writerOnly{f}, r, u.buf)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	case tar.TypeSymlink:
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return err
+		}
+	case tar.TypeLink:
+		return u.hardlink(pfd, base, hdr.Linkname)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		mode := uint32(unix.S_IFIFO)
+		switch hdr.Typeflag {
+		case tar.TypeChar:
+			mode = unix.S_IFCHR
+		case tar.TypeBlock:
+			mode = unix.S_IFBLK
+		}
+		if mode != unix.S_IFIFO && !u.opts.Devices {
+			return nil
+		}
+		if err := unix.Mknodat(pfd, base, mode|0o600, int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
+	}
+	return u.meta(pfd, base, name, hdr)
+}
+
+// meta applies owner, mode, xattrs and times (directories' times at the end).
+func (u *unpacker) meta(pfd int, base, name string, hdr *tar.Header) error {
+	symlink := hdr.Typeflag == tar.TypeSymlink
+	if !u.opts.NoChown {
+		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
+	}
+	if !symlink {
+		if err := unix.Fchmodat(pfd, base, uint32(hdr.Mode&0o7777), 0); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
+	}
+	if err := u.xattrs(procPath(pfd, base), hdr, symlink); err != nil {
+		return err
+	}
+	mtime := hdr.ModTime
+	atime := hdr.AccessTime
+	if atime.IsZero() {
+		atime = mtime
+	}
+	if hdr.Typeflag == tar.TypeDir {
+		u.dirTimes = append(u.dirTimes, dirTime{name, atime, mtime})
+		return nil
+	}
+	return setTimes(pfd, base, atime, mtime)
+}
+
+func (u *unpacker) rootMeta(hdr *tar.Header) error {
+	fd := int(u.root.Fd())
+	if !u.opts.NoChown {
+		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
+	}
+	if err := unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	if err := u.xattrs("/proc/self/fd/"+itoa(fd), hdr, false); err != nil {
+		return err
+	}
+	atime := hdr.AccessTime
+	if atime.IsZero() {
+		atime = hdr.ModTime
+	}
+	u.dirTimes = append(u.dirTimes, dirTime{"", atime, hdr.ModTime})
+	return nil
+}
+
+func (u *unpacker) xattrs(p string, hdr *tar.Header, symlink bool) error {
+	for k, v := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
+		if !ok || skipXattr(name) {
+			continue
+		}
+		err := unix.Lsetxattr(p, name, []byte(v), 0)
+		if err == nil {
+			continue
+		}
+		// Filesystems without xattrs, user.* on symlinks and names an
+		// unprivileged user may not set are dropped, as docker does.
+		if err == unix.ENOTSUP || (err == unix.EPERM && (symlink || os.Geteuid() != 0)) {
+			continue
+		}
+		return fmt.Errorf("setting xattr %s: %w", name, err)
+	}
+	return nil
+}
+
+// skipXattr reports xattrs that are never taken from or written into a
+// layer: overlayfs' own (they would change how the lower layer is read) and
+// the native snapshotter's directory tag.
+func skipXattr(name string) bool {
+	return strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.") ||
+		strings.HasPrefix(name, "trusted.strata.")
+}
+
+func (u *unpacker) hardlink(pfd int, base, linkname string) error {
+	target := cleanName(linkname)
+	if target == "" {
+		return fmt.Errorf("hardlink to the root directory")
+	}
+	tdir, tbase := path.Split(target)
+	td, err := pathrs.OpenatInRoot(u.root, strings.TrimSuffix(tdir, "/"))
+	if err != nil {
+		return fmt.Errorf("hardlink target %s: %w", linkname, err)
+	}
+	defer td.Close()
+	if err := unix.Linkat(int(td.Fd()), tbase, pfd, base, 0); err != nil {
+		return fmt.Errorf("hardlink to %s: %w", linkname, err)
+	}
+	return nil
+}
+
+func (u *unpacker) whiteout(dir, base string) error {
+	if base != opaqueWhiteout && strings.HasPrefix(base, whiteoutPrefix+whiteoutPrefix) {
+		return nil // aufs metadata (.wh..wh.plnk and the like): not content
+	}
+	target := strings.TrimPrefix(base, whiteoutPrefix)
+	if base != opaqueWhiteout && (target == "" || target == "." || target == "..") {
+		return fmt.Errorf("invalid whiteout name %q", base)
+	}
+	if u.opts.Whiteouts == WhiteoutApply {
+		u.dropParent() // deletions may remove a cached directory
+		pd, err := u.parent(dir, false)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+			return nil // nothing to delete
+		}
+		if err != nil {
+			return err
+		}
+		if base == opaqueWhiteout {
+			return u.removeUnseen(int(pd.Fd()), dir)
+		}
+		return removeAllAt(int(pd.Fd()), target)
+	}
+	pd, err := u.parent(dir, true)
+	if err != nil {
+		return err
+	}
+	pfd := int(pd.Fd())
+	if base == opaqueWhiteout {
+		return unix.Lsetxattr(procPath(pfd, "."), "trusted.overlay.opaque", []byte("y"), 0)
+	}
+	if err := removeAllAt(pfd, target); err != nil {
+		return err
+	}
+	return unix.Mknodat(pfd, target, unix.S_IFCHR, 0)
+}
+
+// removeUnseen empties directory rel (open as dirfd) of everything this
+// layer did not create: an opaque whiteout in apply mode.
+func (u *unpacker) removeUnseen(dirfd int, rel string) error {
+	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	d := os.NewFile(uintptr(fd), rel)
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		p := path.Join(rel, n)
+		if !u.seen[p] {
+			if err := removeAllAt(fd, n); err != nil {
+				return err
+			}
+			continue
+		}
+		cfd, err := unix.Openat(fd, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == unix.ENOTDIR || err == unix.ELOOP {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = u.removeUnseen(cfd, p)
+		unix.Close(cfd)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (u *unpacker) dropParentIfUnder(name string) {
+	if u.pdir != nil && (u.pname == name || strings.HasPrefix(u.pname, name+"/")) {
+		u.dropParent()
+	}
+}
+
+// finish sets the directories' times, deepest first.
+func (u *unpacker) finish() error {
+	u.dropParent()
+	for i := len(u.dirTimes) - 1; i >= 0; i-- {
+		dt := u.dirTimes[i]
+		if dt.name == "" {
+			if err := setTimes(int(u.root.Fd()), ".", dt.atime, dt.mtime); err != nil {
+				return err
+			}
+			continue
+		}
+		dir, base := path.Split(dt.name)
+		pd, err := pathrs.OpenatInRoot(u.root, strings.TrimSuffix(dir, "/"))
+		if err != nil {
+			continue // removed by a later entry
+		}
+		err = setTimes(int(pd.Fd()), base, dt.atime, dt.mtime)
+		pd.Close()
+		if err != nil && err != unix.ENOENT {
+			return fmt.Errorf("setting times of %s: %w", dt.name, err)
+		}
+	}
+	return nil
+}
+
+func setTimes(dirfd int, name string, atime, mtime time.Time) error {
+	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	if atime.IsZero() {
+		ts[0] = unix.NsecToTimespec(0)
+	}
+	if mtime.IsZero() {
+		ts[1] = unix.NsecToTimespec(0)
+	}
+	return unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// removeAllAt removes name (and everything below it) from dirfd without
+// following symlinks. A missing name is not an error.
+func removeAllAt(dirfd int, name string) error {
+	err := unix.Unlinkat(dirfd, name, 0)
+	if err == nil || err == unix.ENOENT {
+		return nil
+	}
+	if err != unix.EISDIR && err != unix.EPERM {
+		return err
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	d := os.NewFile(uintptr(fd), name)
+	for {
+		names, err := d.Readdirnames(1024)
+		for _, n := range names {
+			if err := removeAllAt(fd, n); err != nil {
+				d.Close()
+				return err
+			}
+		}
+		if err == io.EOF || len(names) == 0 {
+			break
+		}
+		if err != nil {
+			d.Close()
+			return err
+		}
+	}
+	d.Close()
+	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
+		return err
+	}
+	return nil
+}
+
+// procPath names entry name of directory dirfd through /proc/self/fd, for
+// the l*xattr calls that have no *at form. The final component is not
+// followed (lsetxattr); the directory is the one the fd pins.
+func procPath(dirfd int, name string) string {
+	return "/proc/self/fd/" + itoa(dirfd) + "/" + name
+}
+
+func itoa(i int) string { return fmt.Sprint(i) }
+
+// writerOnly hides ReadFrom so io.CopyBuffer uses our big buffer.
+type writerOnly struct{ io.Writer }
