@@ -130,6 +130,13 @@ func (s *Store) NewWriter() (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("writing blob: %w", err)
 	}
+	// The lock tells Prune the file is being written (it removes only
+	// ingest files nobody holds); it dies with the process.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("writing blob: locking %s: %w", f.Name(), err)
+	}
 	return &Writer{s: s, f: f, h: sha256.New()}, nil
 }
 
@@ -193,6 +200,8 @@ func (w *Writer) Close() error {
 }
 
 // PutBlob stores the content of r. See Writer.Commit for want and size.
+// A blob nothing references yet may be removed by a concurrent Prune: hold
+// the store (Hold) until an image or a pin references it.
 func (s *Store) PutBlob(ctx context.Context, r io.Reader, want v1.Hash, size int64) (v1.Hash, int64, error) {
 	if want != (v1.Hash{}) && s.HasBlob(want) {
 		return want, size, nil

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-dev/strata/store"
+)
+
+func init() { register(newInspectCmd) }
+
+// inspectOptions are inspect's flags. The registry engineer adds --remote
+// here: when set, describe the image in the registry (store.Inspect(img,
+// names) works for any v1.Image) instead of the local one.
+type inspectOptions struct {
+	remote bool
+}
+
+func newInspectCmd(g *globals) *cobra.Command {
+	var o inspectOptions
+	cmd := &cobra.Command{
+		Use:   "inspect [OPTIONS] IMAGE...",
+		Short: "Show images' manifest and config as JSON",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out []*store.Inspection
+			for _, ref := range args {
+				in, err := inspectOne(cmd, g, o, ref)
+				if err != nil {
+					return fmt.Errorf("inspect %s: %w", ref, err)
+				}
+				out = append(out, in)
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "    ")
+			return enc.Encode(out)
+		},
+	}
+	_ = o.remote // --remote: see inspectOptions
+	return cmd
+}
+
+// inspectOne describes one image. A remote lookup (inspectOptions.remote)
+// belongs here, before the local store is consulted.
+func inspectOne(_ *cobra.Command, g *globals, _ inspectOptions, ref string) (*store.Inspection, error) {
+	s, err := g.store()
+	if err != nil {
+		return nil, err
+	}
+	return s.Inspect(ref)
+}
