@@ -12,23 +12,6 @@ import (
 	"github.com/strata-dev/strata/store"
 )
 
-// Kind is what happened to a path, as docker diff prints it.
-type Kind byte
-
-const (
-	Added   Kind = 'A'
-	Changed Kind = 'C'
-	Deleted Kind = 'D'
-)
-
-// Change is one line of `strata diff`.
-type Change struct {
-	Kind Kind
-	Path string // absolute, in the container
-}
-
-func (c Change) String() string { return string(c.Kind) + " " + c.Path }
-
 // Changes lists what the container changed relative to its image, sorted
 // by path, as docker diff does: a directory holding an added or deleted
 // entry is listed as changed.

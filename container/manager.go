@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-dev/strata/rootfs"
+	"github.com/strata-dev/strata/snapshot"
 	"github.com/strata-dev/strata/store"
 )
 
@@ -28,8 +29,9 @@ var ErrRunning = errors.New("container is running")
 
 // Manager keeps the containers of one store.
 type Manager struct {
-	s    *store.Store
-	root string // root/containers
+	s     *store.Store
+	root  string // root/containers
+	snaps map[string]snapshot.Snapshotter
 }
 
 // Open returns the manager of the containers kept in s.
@@ -155,7 +157,7 @@ func (m *Manager) create(ctx context.Context, image string, opts Options, transi
 	if err != nil {
 		return fail(fmt.Errorf("preparing the container's filesystem: %w", err))
 	}
-	c.Mounts, c.Snapshotter = mounts, name
+	c.Snapshotter, c.mounts = name, mounts
 	if !transient {
 		if err := m.save(c, true); err != nil {
 			return fail(err)
@@ -274,6 +276,15 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO) (int, error) 
 	// forwards: the caller's signal-cancelled context must not kill it, nor
 	// stop the bookkeeping after it.
 	ctx = context.WithoutCancel(ctx)
+	mounts := c.mounts
+	if mounts == nil {
+		var err error
+		if mounts, err = m.mounts(ctx, c); err != nil {
+			err = fmt.Errorf("container %s: %w", ShortID(c.ID), err)
+			ready(sio.Ready, err)
+			return rootfs.ExitSetup, err
+		}
+	}
 	c.State = State{Status: Running, Pid: os.Getpid(), StartedAt: time.Now().UTC()}
 	if err := m.save(c, false); err != nil {
 		ready(sio.Ready, err)
@@ -283,7 +294,7 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO) (int, error) 
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, rootfs.ForwardedSignals...)
 	spec := rootfs.Spec{
-		Rootfs:     toRootfsMounts(c.Mounts),
+		Rootfs:     mounts,
 		Args:       append([]string{c.Path}, c.Args...),
 		Env:        c.Config.Env,
 		WorkingDir: c.Config.WorkingDir,

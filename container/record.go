@@ -41,10 +41,11 @@ type Container struct {
 
 	Host HostConfig `json:"hostConfig"`
 
-	// Snapshotter made the container's writable layer (keyed by ID), and
-	// Mounts are what it returned: the sandbox mounts them as the root.
-	Snapshotter string         `json:"snapshotter"`
-	Mounts      []rootfs.Mount `json:"mounts,omitempty"`
+	// Snapshotter ("overlay" or "native") holds the container's writable
+	// layer, under the container's ID.
+	Snapshotter string `json:"snapshotter"`
+	// mounts are the snapshot's mounts when this process prepared it.
+	mounts []rootfs.Mount
 
 	// Transient marks a container made by Run: if its strata dies, nobody
 	// else will ever start it, so it is reaped once its lock is free.

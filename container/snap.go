@@ -2,27 +2,88 @@ package container
 
 import (
 	"context"
-	"errors"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-dev/strata/rootfs"
+	"github.com/strata-dev/strata/snapshot"
 )
 
-// The snapshot package's API is being written; these adapt to it.
+// Change is one line of `strata diff` ("A /path").
+type Change = snapshot.Change
 
-func (m *Manager) prepare(ctx context.Context, key string, layers []v1.Layer) ([]rootfs.Mount, string, error) {
-	return nil, "", errors.New("snapshots: not implemented yet")
+// snapshotter opens the snapshotter of kind ("" picks one, as for a new
+// container), once per manager.
+func (m *Manager) snapshotter(kind string) (snapshot.Snapshotter, error) {
+	if sn, ok := m.snaps[kind]; ok {
+		return sn, nil
+	}
+	sn, err := snapshot.New(m.s, kind)
+	if err != nil {
+		return nil, err
+	}
+	if m.snaps == nil {
+		m.snaps = map[string]snapshot.Snapshotter{}
+	}
+	m.snaps[kind] = sn
+	m.snaps[sn.Kind()] = sn
+	return sn, nil
 }
 
-func (m *Manager) removeSnapshot(ctx context.Context, c *Container) error { return nil }
+// prepare makes the container's writable snapshot (key = its ID) and
+// returns its mounts and the snapshotter's kind.
+func (m *Manager) prepare(ctx context.Context, key string, layers []v1.Layer) ([]rootfs.Mount, string, error) {
+	sn, err := m.snapshotter("")
+	if err != nil {
+		return nil, "", err
+	}
+	ms, err := sn.Prepare(ctx, key, layers)
+	if err != nil {
+		return nil, "", err
+	}
+	return toRootfsMounts(ms), sn.Kind(), nil
+}
+
+func (m *Manager) mounts(ctx context.Context, c *Container) ([]rootfs.Mount, error) {
+	sn, err := m.snapshotter(c.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := sn.Mounts(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	return toRootfsMounts(ms), nil
+}
+
+func (m *Manager) removeSnapshot(ctx context.Context, c *Container) error {
+	sn, err := m.snapshotter(c.Snapshotter)
+	if err != nil {
+		return err
+	}
+	return sn.Remove(ctx, c.ID)
+}
 
 func (m *Manager) changes(ctx context.Context, c *Container) ([]Change, error) {
-	return nil, errors.New("snapshots: not implemented yet")
+	sn, err := m.snapshotter(c.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	return sn.Changes(ctx, c.ID)
 }
 
 func (m *Manager) commitLayer(ctx context.Context, c *Container) (v1.Layer, error) {
-	return nil, errors.New("snapshots: not implemented yet")
+	sn, err := m.snapshotter(c.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	return sn.Commit(ctx, c.ID)
 }
 
-func toRootfsMounts(ms []rootfs.Mount) []rootfs.Mount { return ms }
+func toRootfsMounts(ms []snapshot.Mount) []rootfs.Mount {
+	out := make([]rootfs.Mount, len(ms))
+	for i, mt := range ms {
+		out[i] = rootfs.Mount{Type: mt.Type, Source: mt.Source, Options: mt.Options}
+	}
+	return out
+}

@@ -5,13 +5,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-dev/strata/builder"
 	"github.com/strata-dev/strata/container"
 )
 
 func init() { register(newCommitCmd) }
 
 func newCommitCmd(g *globals) *cobra.Command {
-	var o container.CommitOptions
+	o := container.CommitOptions{Apply: builder.ApplyChanges}
 	cmd := &cobra.Command{
 		Use:   "commit [OPTIONS] CONTAINER NAME[:TAG]",
 		Short: "Make a new image from a container's changes",

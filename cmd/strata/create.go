@@ -79,6 +79,7 @@ func newCreateCmd(g *globals) *cobra.Command {
 		},
 	}
 	f.add(cmd.Flags())
+	cmd.SetFlagErrorFunc(flagError125)
 	return cmd
 }
 
@@ -89,4 +90,9 @@ func containers(g *globals) (*container.Manager, error) {
 		return nil, err
 	}
 	return container.Open(s)
+}
+
+// flagError125 makes a bad flag of run or create exit 125, as docker does.
+func flagError125(c *cobra.Command, err error) error {
+	return &exitError{125, fmt.Errorf("%s: %w (see '%s --help')", c.CommandPath(), err, c.CommandPath())}
 }

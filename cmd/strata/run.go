@@ -32,6 +32,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		},
 	}
 	f.add(cmd.Flags())
+	cmd.SetFlagErrorFunc(flagError125)
 	return cmd
 }
 
