@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -74,4 +75,20 @@ func ParseTmpfs(s string) (Tmpfs, error) {
 		}
 	}
 	return t, nil
+}
+
+// fsMode converts unix permission bits (with setuid, setgid, sticky) to an
+// os.FileMode.
+func fsMode(m uint32) os.FileMode {
+	mode := os.FileMode(m & 0o777)
+	if m&0o4000 != 0 {
+		mode |= os.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		mode |= os.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		mode |= os.ModeSticky
+	}
+	return mode
 }

@@ -4,20 +4,15 @@ import (
 	"io"
 	"os"
 	"syscall"
+
+	"github.com/strata-dev/strata/snapshot"
 )
 
-// Mount is one filesystem mount making up a container's root, in
-// containerd's vocabulary: mount(Source, target, Type, Options). Mounts are
-// applied in order on the same target, inside the sandbox's own mount
-// namespace, so a killed strata never leaves one on the host.
-//
-// TODO(sandbox): becomes an alias of snapshot.Mount once snapshot/ lands;
-// values built from this struct keep compiling.
-type Mount struct {
-	Type    string   // "overlay", "bind", "tmpfs", ...
-	Source  string   // device or directory; "overlay" for overlay
-	Options []string // mount(8) style: "ro", "rbind", "lowerdir=...", ...
-}
+// Mount is one filesystem mount making up a container's root, as a
+// snapshotter's Prepare returns them. Run applies them in order on the
+// container's root inside the sandbox's own mount namespace
+// (snapshot.MountAll), so a killed strata never leaves one on the host.
+type Mount = snapshot.Mount
 
 // Network modes of Spec.Network.
 const (

@@ -1,0 +1,375 @@
+package rootfs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/strata-dev/strata/snapshot"
+	"golang.org/x/sys/unix"
+)
+
+// Docker's masked and read-only paths (moby oci/defaults.go).
+var (
+	maskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+		"/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+		"/sys/devices/virtual/powercap",
+	}
+	readonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+// devices are the nodes of the container's /dev (all 0666 root:root).
+var devices = []struct {
+	name         string
+	major, minor uint32
+}{
+	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7},
+	{"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+}
+
+var devLinks = [][2]string{
+	{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+	{"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
+	{"pts/ptmx", "ptmx"},
+}
+
+const (
+	msNoSUIDDevExec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+)
+
+// setupRoot builds the container's filesystem view in this (new) mount
+// namespace and pivots into it; on return the process's root and working
+// directory are the container's root.
+func setupRoot(cfg *initConfig) error {
+	// Nothing done here may propagate back to the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making mounts private: %w", err)
+	}
+	scratch := cfg.Scratch
+	if err := unix.Mount("tmpfs", scratch, "tmpfs", msNoSUIDDevExec, "mode=0700,size=4m"); err != nil {
+		return fmt.Errorf("mounting scratch tmpfs on %s: %w", scratch, err)
+	}
+	root := scratch + "/root"
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return err
+	}
+	if len(cfg.Rootfs) > 0 {
+		if err := snapshot.MountAll(cfg.Rootfs, root); err != nil {
+			return err
+		}
+	} else if err := unix.Mount(cfg.RootfsDir, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("binding root directory %s: %w", cfg.RootfsDir, err)
+	}
+	if err := mountSystem(cfg, root); err != nil {
+		return err
+	}
+	if err := mountEtcFiles(cfg, scratch, root); err != nil {
+		return err
+	}
+	for _, b := range cfg.Binds {
+		if err := mountBind(root, b); err != nil {
+			return err
+		}
+	}
+	for _, t := range cfg.Tmpfs {
+		if err := mountTmpfs(root, t); err != nil {
+			return err
+		}
+	}
+	if err := maskPaths(root); err != nil {
+		return err
+	}
+	if err := pivotRoot(root); err != nil {
+		return err
+	}
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return fmt.Errorf("setting the hostname: %w", err)
+	}
+	if cfg.NewNet {
+		if err := loopbackUp(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mountSystem mounts /proc, /dev (with pts, shm, mqueue) and /sys.
+func mountSystem(cfg *initConfig, root string) error {
+	proc := root + "/proc"
+	if err := mkdirMountpoint(proc); err != nil {
+		return err
+	}
+	if err := unix.Mount("proc", proc, "proc", msNoSUIDDevExec, ""); err != nil {
+		return fmt.Errorf("mounting /proc: %w", err)
+	}
+	dev := root + "/dev"
+	if err := mkdirMountpoint(dev); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+		return fmt.Errorf("mounting /dev: %w", err)
+	}
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	for _, d := range devices {
+		if err := unix.Mknod(dev+"/"+d.name, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+			return fmt.Errorf("creating /dev/%s: %w", d.name, err)
+		}
+	}
+	for _, l := range devLinks {
+		if err := os.Symlink(l[0], dev+"/"+l[1]); err != nil {
+			return fmt.Errorf("creating /dev/%s: %w", l[1], err)
+		}
+	}
+	for _, d := range []string{"pts", "shm", "mqueue"} {
+		if err := os.Mkdir(dev+"/"+d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := unix.Mount("devpts", dev+"/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"); err != nil {
+		return fmt.Errorf("mounting /dev/pts: %w", err)
+	}
+	if err := unix.Mount("shm", dev+"/shm", "tmpfs", msNoSUIDDevExec, "mode=1777,size=65536k"); err != nil {
+		return fmt.Errorf("mounting /dev/shm: %w", err)
+	}
+	if err := unix.Mount("mqueue", dev+"/mqueue", "mqueue", msNoSUIDDevExec, ""); err != nil {
+		return fmt.Errorf("mounting /dev/mqueue: %w", err)
+	}
+	if cfg.Console != "" {
+		if err := os.WriteFile(dev+"/console", nil, 0o600); err != nil {
+			return err
+		}
+		if err := unix.Mount(cfg.Console, dev+"/console", "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding /dev/console: %w", err)
+		}
+	}
+	sys := root + "/sys"
+	if err := mkdirMountpoint(sys); err != nil {
+		return err
+	}
+	if cfg.NewNet {
+		if err := unix.Mount("sysfs", sys, "sysfs", msNoSUIDDevExec|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("mounting /sys: %w", err)
+		}
+	} else {
+		// sysfs shows the network namespace that mounts it: with the host's
+		// network, show the host's /sys, read-only.
+		if err := unix.Mount("/sys", sys, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("binding /sys: %w", err)
+		}
+		if err := unix.Mount("", sys, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|msNoSUIDDevExec, ""); err != nil {
+			return fmt.Errorf("remounting /sys read-only: %w", err)
+		}
+	}
+	return nil
+}
+
+// mkdirMountpoint makes sure dir (in the container's root, whose own
+// symlinks were already resolved by the caller) is a directory.
+func mkdirMountpoint(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err == nil {
+		if fi.IsDir() {
+			return nil
+		}
+		return fmt.Errorf("%s is not a directory in the image", filepath.Base(dir))
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("creating mount point: %w", err)
+	}
+	return nil
+}
+
+// mountEtcFiles writes /etc/hosts, /etc/hostname and /etc/resolv.conf to
+// the scratch tmpfs and binds them over the image's (creating empty files
+// as mount points where the image has none).
+func mountEtcFiles(cfg *initConfig, scratch, root string) error {
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{"hosts", cfg.Hosts},
+		{"hostname", []byte(cfg.Hostname + "\n")},
+		{"resolv.conf", cfg.ResolvConf},
+	}
+	for _, f := range files {
+		src := scratch + "/" + f.name
+		if err := os.WriteFile(src, f.data, 0o644); err != nil {
+			return err
+		}
+		target, err := securejoin.SecureJoin(root, "/etc/"+f.name)
+		if err != nil {
+			return err
+		}
+		if err := makeMountpoint(target, false); err != nil {
+			return fmt.Errorf("/etc/%s: %w", f.name, err)
+		}
+		if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding /etc/%s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// makeMountpoint creates target as an empty directory or file (with its
+// parents) unless it exists.
+func makeMountpoint(target string, dir bool) error {
+	if _, err := os.Stat(target); err == nil {
+		return nil
+	}
+	if dir {
+		return os.MkdirAll(target, 0o755)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func mountBind(root string, b Bind) error {
+	fi, err := os.Stat(b.Source)
+	if err != nil {
+		return fmt.Errorf("bind mount %s: %w", b.Source, err)
+	}
+	target, err := securejoin.SecureJoin(root, b.Target)
+	if err != nil {
+		return fmt.Errorf("bind mount target %s: %w", b.Target, err)
+	}
+	if err := makeMountpoint(target, fi.IsDir()); err != nil {
+		return fmt.Errorf("bind mount target %s: %w", b.Target, err)
+	}
+	if err := unix.Mount(b.Source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind mount %s on %s: %w", b.Source, b.Target, err)
+	}
+	if b.ReadOnly {
+		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("remounting %s read-only: %w", b.Target, err)
+		}
+	}
+	return nil
+}
+
+func mountTmpfs(root string, t Tmpfs) error {
+	target, err := securejoin.SecureJoin(root, t.Target)
+	if err != nil {
+		return fmt.Errorf("tmpfs target %s: %w", t.Target, err)
+	}
+	if err := makeMountpoint(target, true); err != nil {
+		return fmt.Errorf("tmpfs target %s: %w", t.Target, err)
+	}
+	mode := uint32(0o1777)
+	if t.Mode != 0 {
+		mode = unixMode(t.Mode)
+	}
+	data := fmt.Sprintf("mode=%o", mode)
+	if t.Size > 0 {
+		data += fmt.Sprintf(",size=%d", t.Size)
+	}
+	if err := unix.Mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+		return fmt.Errorf("mounting tmpfs on %s: %w", t.Target, err)
+	}
+	return nil
+}
+
+func unixMode(m os.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&os.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&os.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&os.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
+}
+
+// maskPaths hides docker's masked paths (a /dev/null or an empty read-only
+// tmpfs over them) and makes its read-only paths read-only.
+func maskPaths(root string) error {
+	for _, p := range maskedPaths {
+		target := root + p
+		fi, err := os.Lstat(target)
+		if err != nil {
+			continue // not on this kernel
+		}
+		if fi.IsDir() {
+			err = unix.Mount("tmpfs", target, "tmpfs", unix.MS_RDONLY|msNoSUIDDevExec, "size=0")
+		} else {
+			err = unix.Mount(root+"/dev/null", target, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("masking %s: %w", p, err)
+		}
+	}
+	for _, p := range readonlyPaths {
+		target := root + p
+		if _, err := os.Lstat(target); err != nil {
+			continue
+		}
+		if err := unix.Mount(target, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("making %s read-only: %w", p, err)
+		}
+		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|msNoSUIDDevExec, ""); err != nil {
+			return fmt.Errorf("making %s read-only: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// pivotRoot makes root the process's root and detaches the old one (the
+// host's), as runc does with pivot_root(".", ".").
+func pivotRoot(root string) error {
+	oldroot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(oldroot)
+	if err := unix.Chdir(root); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Fchdir(oldroot); err != nil {
+		return err
+	}
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("making the old root a slave: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detaching the old root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// loopbackUp brings lo up in the new network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bringing lo up: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bringing lo up: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bringing lo up: %w", err)
+	}
+	return nil
+}
