@@ -135,16 +135,10 @@ func (u *unpacker) parent(rel string, create bool) (*os.File, error) {
 		f   *os.File
 		err error
 	)
-	if rel == "" {
-		var fd int
-		fd, err = unix.Openat(int(u.root.Fd()), ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err == nil {
-			f = os.NewFile(uintptr(fd), ".")
-		}
-	} else if create {
+	if create && rel != "" {
 		f, err = pathrs.MkdirAllHandle(u.root, rel, 0o755)
 	} else {
-		f, err = pathrs.OpenatInRoot(u.root, rel)
+		f, err = u.openInRoot(rel)
 	}
 	if err != nil {
 		return nil, err
@@ -335,7 +329,7 @@ func (u *unpacker) hardlink(pfd int, base, linkname string) error {
 		return fmt.Errorf("hardlink to the root directory")
 	}
 	tdir, tbase := path.Split(target)
-	td, err := pathrs.OpenatInRoot(u.root, strings.TrimSuffix(tdir, "/"))
+	td, err := u.openInRoot(strings.TrimSuffix(tdir, "/"))
 	if err != nil {
 		return fmt.Errorf("hardlink target %s: %w", linkname, err)
 	}
@@ -419,6 +413,18 @@ func (u *unpacker) removeUnseen(dirfd int, rel string) error {
 	return nil
 }
 
+// openInRoot returns an O_PATH handle of rel resolved inside the root.
+func (u *unpacker) openInRoot(rel string) (*os.File, error) {
+	if rel == "" {
+		fd, err := unix.Openat(int(u.root.Fd()), ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		return os.NewFile(uintptr(fd), "."), nil
+	}
+	return pathrs.OpenatInRoot(u.root, rel)
+}
+
 func (u *unpacker) dropParentIfUnder(name string) {
 	if u.pdir != nil && (u.pname == name || strings.HasPrefix(u.pname, name+"/")) {
 		u.dropParent()
@@ -437,7 +443,7 @@ func (u *unpacker) finish() error {
 			continue
 		}
 		dir, base := path.Split(dt.name)
-		pd, err := pathrs.OpenatInRoot(u.root, strings.TrimSuffix(dir, "/"))
+		pd, err := u.openInRoot(strings.TrimSuffix(dir, "/"))
 		if err != nil {
 			continue // removed by a later entry
 		}

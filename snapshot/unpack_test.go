@@ -1,0 +1,381 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestUnpackHostile extracts hostile layers into P/root next to P/outside
+// and requires that nothing outside P/root was created or changed, and that
+// P/root holds exactly the expected tree (or that Unpack failed with the
+// expected error).
+func TestUnpackHostile(t *testing.T) {
+	requireRoot(t)
+	cases := []struct {
+		name    string
+		mode    WhiteoutMode
+		devices bool
+		pre     func(root string) // content already in root (apply mode)
+		ents    func(p string) []ent
+		want    []string // tree of root, without "."
+		wantErr string
+	}{
+		{
+			name: "dotdot name",
+			ents: func(p string) []ent { return []ent{file("../outside/victim", "pwned", 0o644)} },
+			want: []string{"outside d 0755 0:0", `outside/victim f 0644 0:0 "pwned"`},
+		},
+		{
+			name: "deep dotdot name",
+			ents: func(p string) []ent { return []ent{file("a/../../../../../../outside/new", "pwned", 0o644)} },
+			want: []string{"outside d 0755 0:0", `outside/new f 0644 0:0 "pwned"`},
+		},
+		{
+			name: "absolute name",
+			ents: func(p string) []ent { return []ent{file(p+"/outside/victim", "pwned", 0o644)} },
+			want: nil, // checked by wantAbs below
+		},
+		{
+			name: "write through relative symlink to outside dir",
+			ents: func(p string) []ent {
+				return []ent{symlink("evil", "../outside"), file("evil/victim", "pwned", 0o644)}
+			},
+			// the symlink resolves inside the root to a missing directory
+			wantErr: "not a directory",
+		},
+		{
+			name: "write through relative symlink to existing dir",
+			ents: func(p string) []ent {
+				return []ent{dir("outside", 0o700), symlink("evil", "../../../outside"), file("evil/victim", "pwned", 0o644)}
+			},
+			want: []string{"evil l 0777 0:0 -> ../../../outside", "outside d 0700 0:0", `outside/victim f 0644 0:0 "pwned"`},
+		},
+		{
+			name: "write through absolute symlink",
+			ents: func(p string) []ent {
+				return []ent{symlink("evil", p+"/outside"), file("evil/new", "pwned", 0o600)}
+			},
+			wantErr: "not a directory",
+		},
+		{
+			name: "write through absolute symlink to existing dir",
+			ents: func(p string) []ent {
+				return []ent{dir(p+"/outside", 0o700), symlink("evil", p+"/outside"), file("evil/new", "pwned", 0o600)}
+			},
+		},
+		{
+			name: "overwrite symlink to outside file",
+			ents: func(p string) []ent {
+				return []ent{symlink("link", p+"/outside/victim"), file("link", "pwned", 0o644)}
+			},
+			want: []string{`link f 0644 0:0 "pwned"`},
+		},
+		{
+			name: "chmod through symlink",
+			ents: func(p string) []ent {
+				return []ent{symlink("link", p+"/outside/victim"), dir("link", 0o777)}
+			},
+			want: []string{"link d 0777 0:0"},
+		},
+		{
+			name: "hardlink to outside file",
+			ents: func(p string) []ent {
+				return []ent{hardlink("hl", "../outside/victim")}
+			},
+			wantErr: "no such file or directory",
+		},
+		{
+			name: "hardlink to absolute outside file",
+			ents: func(p string) []ent {
+				return []ent{hardlink("hl", p+"/outside/victim")}
+			},
+			wantErr: "no such file or directory",
+		},
+		{
+			name: "hardlink through symlinked parent",
+			ents: func(p string) []ent {
+				return []ent{symlink("evil", p+"/outside"), hardlink("hl", "evil/victim")}
+			},
+			wantErr: "no such file or directory",
+		},
+		{
+			name: "hardlink to symlink links the symlink, then overwrite",
+			ents: func(p string) []ent {
+				return []ent{symlink("s", p+"/outside/victim"), hardlink("hl", "s"), file("hl", "pwned", 0o644)}
+			},
+			want: []string{`hl f 0644 0:0 "pwned"`, "s l 0777 0:0 -> " + "P/outside/victim"},
+		},
+		{
+			name: "symlink loop",
+			ents: func(p string) []ent {
+				return []ent{symlink("l1", "l2"), symlink("l2", "l1"), file("l1/x", "x", 0o644)}
+			},
+			wantErr: "too many levels of symbolic links",
+		},
+		{
+			name: "parent is a file",
+			ents: func(p string) []ent {
+				return []ent{file("f", "x", 0o644), file("f/x", "y", 0o644)}
+			},
+			wantErr: "not a directory",
+		},
+		{
+			name: "device nodes skipped without Devices",
+			ents: func(p string) []ent {
+				return []ent{{hdr: tar.Header{Name: "null", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3, Mode: 0o666}},
+					{hdr: tar.Header{Name: "sda", Typeflag: tar.TypeBlock, Devmajor: 8, Devminor: 0, Mode: 0o660}},
+					{hdr: tar.Header{Name: "fifo", Typeflag: tar.TypeFifo, Mode: 0o644}}}
+			},
+			want: []string{"fifo p 0644 0:0"},
+		},
+		{
+			name:    "device nodes with Devices",
+			devices: true,
+			ents: func(p string) []ent {
+				return []ent{{hdr: tar.Header{Name: "null", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3, Mode: 0o666}},
+					{hdr: tar.Header{Name: "sda", Typeflag: tar.TypeBlock, Devmajor: 8, Devminor: 0, Mode: 0o660}}}
+			},
+			want: []string{"null c 0666 0:0 1:3", "sda b 0660 0:0 8:0"},
+		},
+		{
+			name: "duplicates: later wins, dir over file, file over dir, dirs merge",
+			ents: func(p string) []ent {
+				return []ent{
+					file("f", "one", 0o644), file("f", "two", 0o600),
+					file("x", "file", 0o644), dir("x", 0o755), file("x/in", "in", 0o644),
+					dir("y", 0o755), file("y/z", "z", 0o644), file("y", "now a file", 0o644),
+					dir("d", 0o700), file("d/k", "k", 0o644), dir("d", 0o750),
+					symlink("s", "f"), file("s", "replaced", 0o644),
+				}
+			},
+			want: []string{
+				"d d 0750 0:0", `d/k f 0644 0:0 "k"`, `f f 0600 0:0 "two"`, `s f 0644 0:0 "replaced"`,
+				"x d 0755 0:0", `x/in f 0644 0:0 "in"`, `y f 0644 0:0 "now a file"`,
+			},
+		},
+		{
+			name: "whiteout of dotdot",
+			mode: WhiteoutApply,
+			ents: func(p string) []ent { return []ent{file("../.wh.outside", "", 0)} },
+			pre:  func(root string) {},
+			want: nil,
+		},
+		{
+			name:    "invalid whiteout name",
+			mode:    WhiteoutApply,
+			ents:    func(p string) []ent { return []ent{file("a/.wh..", "", 0)} },
+			wantErr: "invalid whiteout",
+		},
+		{
+			name: "whiteout through symlinked parent (apply)",
+			mode: WhiteoutApply,
+			ents: func(p string) []ent {
+				return []ent{symlink("evil", p+"/outside"), file("evil/.wh.victim", "", 0), file("evil/.wh..wh..opq", "", 0)}
+			},
+			want: []string{"evil l 0777 0:0 -> P/outside"},
+		},
+		{
+			name: "opaque through symlinked parent (overlay)",
+			ents: func(p string) []ent {
+				return []ent{dir("outside", 0o755), symlink("evil", "../outside"), file("evil/.wh..wh..opq", "", 0), file("evil/.wh.victim", "", 0)}
+			},
+			want: []string{"evil l 0777 0:0 -> ../outside", `outside d 0755 0:0 xattrs=trusted.overlay.opaque="y"`, "outside/victim c 0000 0:0 0:0"},
+		},
+		{
+			name: "overlay xattrs in the tar are dropped",
+			ents: func(p string) []ent {
+				e := dir("d", 0o755)
+				e.hdr.PAXRecords = map[string]string{"SCHILY.xattr.trusted.overlay.opaque": "y", "SCHILY.xattr.trusted.overlay.redirect": "/etc", "SCHILY.xattr.user.ok": "1"}
+				return []ent{e}
+			},
+			want: []string{`d d 0755 0:0 xattrs=user.ok="1"`},
+		},
+		{
+			name: "whiteouts become overlay whiteouts",
+			ents: func(p string) []ent {
+				return []ent{dir("d", 0o755), file("d/.wh..wh..opq", "", 0), file("d/new", "n", 0o644), file(".wh.gone", "", 0)}
+			},
+			want: []string{`d d 0755 0:0 xattrs=trusted.overlay.opaque="y"`, `d/new f 0644 0:0 "n"`, "gone c 0000 0:0 0:0"},
+		},
+		{
+			name: "whiteouts applied, opaque keeps this layer's entries",
+			mode: WhiteoutApply,
+			pre: func(root string) {
+				os.MkdirAll(filepath.Join(root, "d/sub"), 0o755)
+				os.WriteFile(filepath.Join(root, "d/old"), []byte("old"), 0o644)
+				os.WriteFile(filepath.Join(root, "d/sub/old"), []byte("old"), 0o644)
+				os.WriteFile(filepath.Join(root, "gone"), []byte("x"), 0o644)
+				os.MkdirAll(filepath.Join(root, "gonedir/x"), 0o755)
+			},
+			ents: func(p string) []ent {
+				return []ent{dir("d", 0o755), file("d/kept", "k", 0o644), dir("d/sub", 0o755), file("d/sub/new", "n", 0o644), file("d/.wh..wh..opq", "", 0),
+					file(".wh.gone", "", 0), file(".wh.gonedir", "", 0), file(".wh.neverwas", "", 0), file("nodir/.wh.x", "", 0)}
+			},
+			want: []string{"d d 0755 0:0", `d/kept f 0644 0:0 "k"`, "d/sub d 0755 0:0", `d/sub/new f 0644 0:0 "n"`},
+		},
+		{
+			name:    "hardlink to itself is harmless",
+			ents:    func(p string) []ent { return []ent{file("a", "a", 0o644), hardlink("a", "a")} },
+			want:    []string{`a f 0644 0:0 "a"`},
+			wantErr: "",
+		},
+		{
+			name:    "hardlink to the root",
+			ents:    func(p string) []ent { return []ent{hardlink("a", "../")} },
+			wantErr: "hardlink to the root directory",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := t.TempDir()
+			root := filepath.Join(p, "root")
+			outside := filepath.Join(p, "outside")
+			for _, d := range []string{root, outside} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(outside, "victim"), []byte("orig"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if tc.pre != nil {
+				tc.pre(root)
+			}
+			before := dumpTree(t, p, root, true)
+			layer := mkTar(t, tc.ents(p)...)
+			err := Unpack(context.Background(), bytes.NewReader(layer), root, UnpackOptions{Whiteouts: tc.mode, Devices: tc.devices})
+			after := dumpTree(t, p, root, true)
+			if d := diffLines(before, after); d != "" {
+				t.Fatalf("outside of the root changed:\n%s", d)
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := dumpTree(t, root, "", false)[1:] // drop "."
+			for i := range got {
+				got[i] = strings.ReplaceAll(got[i], p, "P")
+			}
+			if strings.Contains(tc.name, "absolute") {
+				// the absolute path is recreated inside the root
+				found := false
+				for _, l := range got {
+					if strings.HasPrefix(l, strings.TrimPrefix("P/outside/", "/")) || strings.Contains(l, "outside/victim f") || strings.Contains(l, "outside/new f") {
+						found = true
+					}
+				}
+				if !found {
+					t.Fatalf("absolute name not extracted inside the root:\n%s", strings.Join(got, "\n"))
+				}
+				return
+			}
+			if d := diffLines(tc.want, got); d != "" {
+				t.Fatalf("tree differs:\n%s", d)
+			}
+		})
+	}
+}
+
+// TestUnpackMetadata checks owners, modes with setuid/setgid/sticky, xattrs
+// (security.capability too), mtimes and hardlinks.
+func TestUnpackMetadata(t *testing.T) {
+	requireRoot(t)
+	mt := time.Unix(1600000000, 0)
+	capv := "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+	suid := file("bin/ping", "elf", 0o4755)
+	suid.hdr.Uid, suid.hdr.Gid = 0, 0
+	suid.hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": capv, "SCHILY.xattr.user.note": "hi"}
+	suid.hdr.ModTime = mt
+	owned := file("home/u/f", "data", 0o640)
+	owned.hdr.Uid, owned.hdr.Gid = 1000, 1001
+	owned.hdr.ModTime = mt
+	sticky := dir("tmp", 0o1777)
+	sticky.hdr.ModTime = mt
+	sgid := dir("srv", 0o2775)
+	sgid.hdr.Uid, sgid.hdr.Gid = 5, 6
+	sgid.hdr.ModTime = mt
+	ents := []ent{dir("bin", 0o755), suid, hardlink("bin/ping6", "bin/ping"), sticky, sgid, file("srv/x", "x", 0o644), owned}
+	root := t.TempDir()
+	if err := Unpack(context.Background(), bytes.NewReader(mkTar(t, ents...)), root, UnpackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := dumpTree(t, root, "", true)
+	want := []string{
+		"bin d 0755 0:0 mtime=1700000000",
+		`bin/ping f 4755 0:0 "elf" xattrs=security.capability="\x01\x00\x00\x02\x00 \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",user.note="hi" mtime=1600000000`,
+		"bin/ping6 f 4755 0:0 link=bin/ping xattrs=security.capability=\"\\x01\\x00\\x00\\x02\\x00 \\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\",user.note=\"hi\" mtime=1600000000",
+		"home d 0755 0:0 mtime=" + itoa(int(dirMtime(t, root, "home"))),
+		"home/u d 0755 0:0 mtime=" + itoa(int(dirMtime(t, root, "home/u"))),
+		`home/u/f f 0640 1000:1001 "data" mtime=1600000000`,
+		"srv d 2775 5:6 mtime=1600000000",
+		`srv/x f 0644 0:0 "x" mtime=1700000000`,
+		"tmp d 1777 0:0 mtime=1600000000",
+	}
+	if d := diffLines(want, got[1:]); d != "" {
+		t.Fatalf("tree differs:\n%s\ngot:\n%s", d, strings.Join(got, "\n"))
+	}
+}
+
+func dirMtime(t *testing.T, root, rel string) int64 {
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(root, rel), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Mtim.Sec
+}
+
+func TestUnpackCorrupt(t *testing.T) {
+	good := mkTar(t, file("a", strings.Repeat("x", 5000), 0o644), file("b", "b", 0o644))
+	garbage := bytes.Repeat([]byte{0xff}, 1024)
+	cases := map[string][]byte{
+		"truncated in content": good[:512+1000],
+		"truncated in header":  good[:100],
+		"garbage":              garbage,
+		"bad checksum":         append(append([]byte{}, good[:148]...), append([]byte("99999999"), good[156:]...)...),
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			err := Unpack(context.Background(), bytes.NewReader(data), t.TempDir(), UnpackOptions{NoChown: true})
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("err = %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}
+
+func FuzzUnpack(f *testing.F) {
+	f.Add(mkTar(f, dir("a", 0o755), file("a/b", "x", 0o644), symlink("l", "../../x"), hardlink("h", "a/b")))
+	f.Add(mkTar(f, symlink("evil", "/"), file("evil/etc/passwd", "x", 0o644), file("../../x", "y", 0o644)))
+	f.Add(mkTar(f, dir("d", 0o755), file("d/.wh..wh..opq", "", 0), file(".wh.d", "", 0)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := t.TempDir()
+		root := filepath.Join(p, "root")
+		if err := os.Mkdir(root, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, mode := range []WhiteoutMode{WhiteoutOverlay, WhiteoutApply} {
+			_ = Unpack(context.Background(), bytes.NewReader(data), root, UnpackOptions{Whiteouts: mode, NoChown: os.Geteuid() != 0})
+			ents, err := os.ReadDir(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ents) != 1 || ents[0].Name() != "root" {
+				t.Fatalf("Unpack created %v next to the root", ents)
+			}
+		}
+	})
+}
