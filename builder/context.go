@@ -1,0 +1,277 @@
+package builder
+
+import (
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/klauspost/compress/zstd"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/ulikunitz/xz"
+
+	"github.com/strata-dev/strata/cache"
+)
+
+// buildContext is the directory COPY and ADD read from, with its
+// .dockerignore rules and the stat cache that keeps rebuilds from reading
+// unchanged files.
+type buildContext struct {
+	root   string // absolute directory
+	ignore *patternmatcher.PatternMatcher
+	hasher *cache.FileHasher
+}
+
+// loadIgnore reads <Dockerfile>.dockerignore beside the Dockerfile, else
+// CONTEXT/.dockerignore.
+func loadIgnore(ctxDir, dockerfile string) (*patternmatcher.PatternMatcher, error) {
+	var candidates []string
+	if dockerfile != "" && dockerfile != "-" {
+		candidates = append(candidates, dockerfile+".dockerignore")
+	}
+	if ctxDir != "" {
+		candidates = append(candidates, filepath.Join(ctxDir, ".dockerignore"))
+	}
+	for _, p := range candidates {
+		f, err := os.Open(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		pats, err := ignorefile.ReadAll(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", p, err)
+		}
+		if len(pats) == 0 {
+			return nil, nil
+		}
+		pm, err := patternmatcher.New(pats)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", p, err)
+		}
+		return pm, nil
+	}
+	return nil, nil
+}
+
+// srcFile is one file, directory or symlink selected by a COPY source.
+type srcFile struct {
+	rel  string // slash path below the source ("" is the source itself)
+	abs  string
+	fi   os.FileInfo
+	link string
+	sum  string // content digest of regular files (when hashed)
+}
+
+// source is one matched COPY/ADD source with everything under it.
+type source struct {
+	pattern string // as written
+	path    string // slash path in the source root (context or stage fs)
+	files   []srcFile
+}
+
+func hasMeta(s string) bool { return strings.ContainsAny(s, "*?[") }
+
+// errOutside is returned for sources that leave the build context.
+var errOutside = errors.New("is outside the build context")
+
+// matchSources expands a COPY/ADD source pattern against root. An empty
+// wildcard match is allowed (BuildKit: AllowEmptyWildcard); a missing
+// plain path is an error.
+func matchSources(root, pattern string) ([]string, error) {
+	p := path.Clean(filepath.ToSlash(pattern))
+	if p == ".." || strings.HasPrefix(p, "../") {
+		return nil, fmt.Errorf("%q %w", pattern, errOutside)
+	}
+	p = strings.TrimPrefix(path.Clean("/"+p), "/")
+	if !hasMeta(p) {
+		if _, err := lstatIn(root, p); err != nil {
+			return nil, err
+		}
+		return []string{p}, nil
+	}
+	matches := []string{""}
+	for _, comp := range strings.Split(p, "/") {
+		var next []string
+		for _, m := range matches {
+			if !hasMeta(comp) {
+				c := path.Join(m, comp)
+				if _, err := lstatIn(root, c); err == nil {
+					next = append(next, c)
+				}
+				continue
+			}
+			dir, err := securejoin.SecureJoin(root, m)
+			if err != nil {
+				continue
+			}
+			ents, err := os.ReadDir(dir)
+			if err != nil {
+				continue
+			}
+			for _, e := range ents {
+				if ok, _ := path.Match(comp, e.Name()); ok {
+					next = append(next, path.Join(m, e.Name()))
+				}
+			}
+		}
+		matches = next
+	}
+	sort.Strings(matches)
+	return matches, nil
+}
+
+// lstatIn stats rel inside root, following symlinks in every component but
+// resolving them inside root (a symlink can never reach outside it).
+func lstatIn(root, rel string) (os.FileInfo, error) {
+	p, err := securejoin.SecureJoin(root, rel)
+	if err != nil {
+		return nil, err
+	}
+	return os.Stat(p)
+}
+
+// walkSource lists a matched source: the path itself (its symlink followed,
+// inside root) and, for a directory, everything below it, skipping what
+// ignore (relative to root) or exclude (relative to the source) match.
+func walkSource(root, rel string, ignore, exclude *patternmatcher.PatternMatcher) ([]srcFile, error) {
+	abs, err := securejoin.SecureJoin(root, rel)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, err
+	}
+	if ignore != nil && rel != "" {
+		if m, _ := ignore.MatchesOrParentMatches(rel); m && !fi.IsDir() {
+			return nil, fmt.Errorf("%w (excluded by .dockerignore)", fs.ErrNotExist)
+		}
+	}
+	out := []srcFile{{rel: "", abs: abs, fi: fi}}
+	if !fi.IsDir() {
+		return out, nil
+	}
+	type parentInfo struct {
+		ign, exc patternmatcher.MatchInfo
+	}
+	var walk func(dir, relDir, ctxRel string, pi parentInfo) error
+	walk = func(dir, relDir, ctxRel string, pi parentInfo) error {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			name := e.Name()
+			r := path.Join(relDir, name)
+			cr := path.Join(ctxRel, name)
+			a := dir + "/" + name
+			npi := pi
+			skip := false
+			if ignore != nil {
+				m, info, err := ignore.MatchesUsingParentResults(cr, pi.ign)
+				if err != nil {
+					return err
+				}
+				npi.ign = info
+				skip = m
+			}
+			if exclude != nil && !skip {
+				m, info, err := exclude.MatchesUsingParentResults(r, pi.exc)
+				if err != nil {
+					return err
+				}
+				npi.exc = info
+				skip = m
+			}
+			fi, err := os.Lstat(a)
+			if err != nil {
+				return err
+			}
+			if skip && !(fi.IsDir() && ((ignore != nil && ignore.Exclusions()) || (exclude != nil && exclude.Exclusions()))) {
+				continue
+			}
+			f := srcFile{rel: r, abs: a, fi: fi}
+			if fi.Mode()&os.ModeSymlink != 0 {
+				if f.link, err = os.Readlink(a); err != nil {
+					return err
+				}
+			}
+			n := len(out)
+			out = append(out, f)
+			if fi.IsDir() {
+				if err := walk(a, r, cr, npi); err != nil {
+					return err
+				}
+				if skip && len(out) == n+1 {
+					out = out[:n] // an excluded directory with nothing re-included
+				}
+			} else if skip {
+				out = out[:n]
+			}
+		}
+		return nil
+	}
+	if err := walk(abs, "", rel, parentInfo{}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// archiveReader detects a tar archive by content (plain, gzip, bzip2, xz,
+// zstd) and returns a reader of the tar stream, or nil when r is not one.
+func archiveReader(f io.Reader) (io.Reader, func(), error) {
+	br := bufio.NewReaderSize(f, 1<<16)
+	head, _ := br.Peek(512)
+	var r io.Reader
+	cleanup := func() {}
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, nil
+		}
+		r, cleanup = gz, func() { gz.Close() }
+	case bytes.HasPrefix(head, []byte("BZh")):
+		r = bzip2.NewReader(br)
+	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		x, err := xz.NewReader(br)
+		if err != nil {
+			return nil, nil, nil
+		}
+		r = x
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		z, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, nil, nil
+		}
+		r, cleanup = z, z.Close
+	default:
+		if len(head) >= 262 && string(head[257:262]) == "ustar" {
+			return br, cleanup, nil
+		}
+		return nil, nil, nil
+	}
+	// a compressed stream must hold a tar to be unpacked
+	pb := bufio.NewReaderSize(r, 1<<16)
+	h, _ := pb.Peek(512)
+	if len(h) < 262 || string(h[257:262]) != "ustar" {
+		cleanup()
+		return nil, nil, nil
+	}
+	return pb, cleanup, nil
+}

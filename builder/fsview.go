@@ -1,0 +1,250 @@
+package builder
+
+import (
+	"archive/tar"
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+)
+
+func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
+
+// fsEntry is the metadata of one path in a stack of layers.
+type fsEntry struct {
+	typ      byte
+	mode     int64
+	uid, gid int
+	link     string
+	mtime    time.Time
+	layer    int // index of the layer holding the entry's content
+}
+
+func (e *fsEntry) isDir() bool { return e.typ == tar.TypeDir }
+
+// fsView is the merged metadata of an image's layers (read from the tar
+// headers only): what COPY needs to know about its destination (existing
+// directories, their owners and modes, symlinks in the path) and where to
+// find /etc/passwd for --chown NAME.
+type fsView struct {
+	m      map[string]*fsEntry // clean path without leading slash; "" is the root
+	layers []v1.Layer
+}
+
+func newView() *fsView {
+	return &fsView{m: map[string]*fsEntry{"": {typ: tar.TypeDir, mode: 0o755}}}
+}
+
+func (v *fsView) clone() *fsView {
+	n := &fsView{m: make(map[string]*fsEntry, len(v.m)), layers: append([]v1.Layer(nil), v.layers...)}
+	for k, e := range v.m {
+		n.m[k] = e
+	}
+	return n
+}
+
+func cleanName(name string) string {
+	p := path.Clean("/" + name)
+	return strings.TrimPrefix(p, "/")
+}
+
+// add reads one layer's headers into the view, applying whiteouts.
+func (v *fsView) add(l v1.Layer) error {
+	idx := len(v.layers)
+	v.layers = append(v.layers, l)
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	var r io.Reader = rc
+	if _, ok := rc.(io.Seeker); !ok {
+		r = bufio.NewReaderSize(rc, 1<<16)
+	}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading layer: %w", err)
+		}
+		name := cleanName(h.Name)
+		dir, base := path.Split(name)
+		dir = strings.TrimSuffix(dir, "/")
+		if base == ".wh..wh..opq" {
+			pre := dir + "/"
+			for k := range v.m {
+				if strings.HasPrefix(k, pre) || (dir == "" && k != "") {
+					delete(v.m, k)
+				}
+			}
+			continue
+		}
+		if strings.HasPrefix(base, ".wh.") {
+			target := path.Join(dir, strings.TrimPrefix(base, ".wh."))
+			delete(v.m, target)
+			for k := range v.m {
+				if strings.HasPrefix(k, target+"/") {
+					delete(v.m, k)
+				}
+			}
+			continue
+		}
+		e := &fsEntry{typ: h.Typeflag, mode: h.Mode & 0o7777, uid: h.Uid, gid: h.Gid, link: h.Linkname, mtime: h.ModTime, layer: idx}
+		if e.typ == tar.TypeRegA {
+			e.typ = tar.TypeReg
+		}
+		if e.typ == tar.TypeLink {
+			if t, ok := v.m[cleanName(h.Linkname)]; ok {
+				c := *t
+				e = &c
+			}
+		}
+		if old, ok := v.m[name]; ok && old.isDir() && !e.isDir() {
+			for k := range v.m {
+				if strings.HasPrefix(k, name+"/") {
+					delete(v.m, k)
+				}
+			}
+		}
+		v.m[name] = e
+		if name == "" {
+			continue
+		}
+		// parents missing from the tar exist implicitly
+		for d := path.Dir(name); d != "." && d != "/"; d = path.Dir(d) {
+			if _, ok := v.m[d]; ok {
+				break
+			}
+			v.m[d] = &fsEntry{typ: tar.TypeDir, mode: 0o755, layer: idx}
+		}
+	}
+}
+
+// resolve follows symlinks in p (an absolute path in the image) the way the
+// kernel would inside a chroot, and returns the resolved clean path
+// (without leading slash). When follow is false the last component is not
+// followed.
+func (v *fsView) resolve(p string, follow bool) (string, error) {
+	parts := strings.Split(cleanName(p), "/")
+	cur := ""
+	for hops := 0; len(parts) > 0; {
+		c := parts[0]
+		parts = parts[1:]
+		if c == "" || c == "." {
+			continue
+		}
+		if c == ".." {
+			cur = strings.TrimPrefix(path.Dir("/"+cur), "/")
+			continue
+		}
+		next := path.Join(cur, c)
+		e, ok := v.m[next]
+		if ok && e.typ == tar.TypeSymlink && (len(parts) > 0 || follow) {
+			hops++
+			if hops > 40 {
+				return "", fmt.Errorf("%s: too many levels of symbolic links", p)
+			}
+			link := e.link
+			if path.IsAbs(link) {
+				cur = ""
+			}
+			parts = append(strings.Split(strings.Trim(link, "/"), "/"), parts...)
+			continue
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+func (v *fsView) get(p string) (*fsEntry, bool) {
+	e, ok := v.m[p]
+	return e, ok
+}
+
+// readFile returns the content of the regular file at p (resolved), read
+// from the layer that holds it.
+func (v *fsView) readFile(p string) ([]byte, error) {
+	rp, err := v.resolve(p, true)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := v.m[rp]
+	if !ok || e.typ != tar.TypeReg {
+		return nil, fmt.Errorf("%s: not found", p)
+	}
+	rc, err := v.layers[e.layer].Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		if cleanName(h.Name) == rp {
+			if h.Typeflag == tar.TypeLink {
+				return v.readFile("/" + cleanName(h.Linkname))
+			}
+			return io.ReadAll(io.LimitReader(tr, 16<<20))
+		}
+	}
+}
+
+// lookupUser resolves a --chown spec (NAME, UID, NAME:GROUP, UID:GID) as
+// BuildKit does: a numeric user is uid=gid=N; a name takes uid and gid from
+// the image's /etc/passwd; a group (name or number) replaces the gid.
+func (v *fsView) lookupUser(spec string) (uid, gid int, err error) {
+	user, group, hasGroup := strings.Cut(spec, ":")
+	num := func(s string) (int, bool) {
+		if s == "root" {
+			return 0, true
+		}
+		n, err := strconv.ParseInt(s, 10, 32)
+		return int(n), err == nil && n >= 0
+	}
+	if n, ok := num(user); ok {
+		uid, gid = n, n
+	} else {
+		passwd, _ := v.readFile("/etc/passwd")
+		found := false
+		for _, line := range strings.Split(string(passwd), "\n") {
+			f := strings.Split(line, ":")
+			if len(f) >= 4 && f[0] == user {
+				uid, _ = strconv.Atoi(f[2])
+				gid, _ = strconv.Atoi(f[3])
+				found = true
+				break
+			}
+		}
+		if !found {
+			return 0, 0, fmt.Errorf("unable to find user %s: no matching entries in passwd file", user)
+		}
+	}
+	if hasGroup {
+		if n, ok := num(group); ok {
+			return uid, n, nil
+		}
+		groups, _ := v.readFile("/etc/group")
+		for _, line := range strings.Split(string(groups), "\n") {
+			f := strings.Split(line, ":")
+			if len(f) >= 3 && f[0] == group {
+				g, _ := strconv.Atoi(f[2])
+				return uid, g, nil
+			}
+		}
+		return 0, 0, fmt.Errorf("unable to find group %s: no matching entries in group file", group)
+	}
+	return uid, gid, nil
+}

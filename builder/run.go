@@ -1,0 +1,416 @@
+package builder
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/cache"
+	"github.com/strata-dev/strata/rootfs"
+	"github.com/strata-dev/strata/snapshot"
+)
+
+// runArgs turns a RUN into the process's argv (BuildKit's dispatchRun):
+// shell form through the image's SHELL, heredocs run by the shell or, with
+// a shebang, as a script file.
+func (st *stage) runArgs(c *instructions.RunCommand) (args []string, script *instructions.ShellInlineFile, err error) {
+	args = c.CmdLine
+	if len(c.Files) > 0 {
+		if len(args) != 1 || !c.PrependShell {
+			return nil, nil, fmt.Errorf("parsing produced an invalid run command: %v", args)
+		}
+		if h := parser.MustParseHeredoc(args[0]); h != nil {
+			f := c.Files[0]
+			data := f.Data
+			if f.Chomp {
+				data = parser.ChompHeredocContent(data)
+			}
+			if strings.HasPrefix(f.Data, "#!") {
+				f.Data = data
+				return []string{path.Join("/dev/pipes", f.Name)}, &f, nil
+			}
+			args = []string{data}
+		} else {
+			full := args[0]
+			for _, f := range c.Files {
+				full += "\n" + f.Data + f.Name
+			}
+			args = []string{full}
+		}
+	}
+	if c.PrependShell {
+		args = st.withShell(args)
+	}
+	return args, nil, nil
+}
+
+// runMount is a RUN --mount made ready for the sandbox.
+type runMount struct {
+	bind   *rootfs.Bind
+	tmpfs  *rootfs.Tmpfs
+	unlock func()
+}
+
+func (st *stage) run(ctx context.Context, c *instructions.RunCommand) error {
+	b := st.b
+	args, script, err := st.runArgs(c)
+	if err != nil {
+		return err
+	}
+	cfg := st.img.Config
+	network := instructions.GetNetwork(c)
+	if network == "" || network == "default" {
+		network = b.opts.Network
+	}
+	if network == "" {
+		network = rootfs.NetworkHost
+	}
+	if network != rootfs.NetworkHost && network != rootfs.NetworkNone {
+		return fmt.Errorf("RUN --network=%s is not supported (host or none)", network)
+	}
+	mounts := instructions.GetMounts(c)
+	key := cache.NewKey("run").Add(st.key, b.plat.String(), cfg.WorkingDir, cfg.User, network).
+		AddList(args).AddList(st.env.List())
+	if script != nil {
+		key.Add("script", script.Name, script.Data)
+	}
+	for _, m := range mounts {
+		id, err := st.mountIdentity(m)
+		if err != nil {
+			return err
+		}
+		key.Add("mount", string(m.Type), m.Target, m.From, m.Source, m.CacheID, string(m.CacheSharing),
+			strconv.FormatBool(m.ReadOnly), optUint(m.Mode), optUint(m.UID), optUint(m.GID), id)
+	}
+	// names of the build args in scope, never their values
+	var names []string
+	for _, a := range st.args {
+		names = append(names, a.Key)
+	}
+	hist := "RUN "
+	if len(names) > 0 {
+		hist += "|" + strconv.Itoa(len(names)) + " " + strings.Join(names, " ") + " "
+	}
+	hist += strings.Join(args, " ") + " # buildkit"
+	name := st.prefix() + "RUN " + strings.Join(c.CmdLine, " ")
+	if len(c.Files) > 0 {
+		name += " (" + summarize(c.Files[0].Data) + ")"
+	}
+	return st.layerStep(ctx, name, key.Sum(), hist, func(v *vertex) (v1.Layer, error) {
+		return st.execRun(ctx, v, args, script, network, mounts)
+	})
+}
+
+func summarize(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + "..."
+	}
+	return s
+}
+
+func optUint(p *uint64) string {
+	if p == nil {
+		return ""
+	}
+	return strconv.FormatUint(*p, 10)
+}
+
+// mountIdentity is what a bind mount's content contributes to the RUN key.
+func (st *stage) mountIdentity(m *instructions.Mount) (string, error) {
+	if m.Type != instructions.MountTypeBind {
+		return "", nil
+	}
+	if m.From != "" {
+		if dep := st.b.stageRef(m.From, st.index); dep != nil {
+			return "stage:" + dep.key, nil
+		}
+		return "image:" + m.From, nil
+	}
+	files, err := walkSource(st.b.bctx.root, strings.TrimPrefix(path.Clean("/"+m.Source), "/"), st.b.bctx.ignore, nil)
+	if err != nil {
+		return "", fmt.Errorf("--mount=type=bind,source=%s: %w", m.Source, err)
+	}
+	k := cache.NewKey("bind")
+	for _, f := range files {
+		if f.fi.Mode().IsRegular() {
+			if f.sum, err = st.b.bctx.hasher.Sum(f.abs, f.fi); err != nil {
+				return "", err
+			}
+		}
+		k.Add(f.rel, strconv.FormatUint(uint64(f.fi.Mode()), 8), f.link, f.sum)
+	}
+	return k.Sum(), nil
+}
+
+func (b *builder) snapshotter() (snapshot.Snapshotter, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.snap != nil {
+		return b.snap, nil
+	}
+	var opts []snapshot.Option
+	if b.epoch != nil {
+		opts = append(opts, snapshot.WithSourceDateEpoch(*b.epoch))
+	}
+	sn, err := snapshot.New(b.s, "", opts...)
+	if err != nil {
+		return nil, err
+	}
+	b.snap = sn
+	return sn, nil
+}
+
+func randomKey() string {
+	var r [8]byte
+	rand.Read(r[:])
+	return "build-" + hex.EncodeToString(r[:])
+}
+
+// execRun runs the command in the sandbox over the stage's layers and
+// returns the layer of what it changed. The snapshot and every temporary
+// mount source are removed whatever happens.
+func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *instructions.ShellInlineFile, network string, mounts []*instructions.Mount) (v1.Layer, error) {
+	b := st.b
+	sn, err := b.snapshotter()
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.img.Config
+	spec := rootfs.Spec{
+		Args:       args,
+		Env:        st.env.List(),
+		WorkingDir: cfg.WorkingDir,
+		User:       cfg.User,
+		Hostname:   "buildkitsandbox",
+		Network:    network,
+		Stdout:     v,
+		Stderr:     v,
+	}
+	if script != nil {
+		dir, err := b.tempDir("script-")
+		if err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, "script")
+		if err := os.WriteFile(p, []byte(script.Data), 0o755); err != nil {
+			return nil, err
+		}
+		spec.Binds = append(spec.Binds, rootfs.Bind{Source: p, Target: args[0], ReadOnly: true})
+	}
+	var unlocks []func()
+	defer func() {
+		for _, u := range unlocks {
+			u()
+		}
+	}()
+	for _, m := range mounts {
+		rm, err := st.prepareMount(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		if rm.unlock != nil {
+			unlocks = append(unlocks, rm.unlock)
+		}
+		if rm.bind != nil {
+			spec.Binds = append(spec.Binds, *rm.bind)
+		}
+		if rm.tmpfs != nil {
+			spec.Tmpfs = append(spec.Tmpfs, *rm.tmpfs)
+		}
+	}
+	key := randomKey()
+	ms, err := sn.Prepare(ctx, key, st.layers)
+	if err != nil {
+		return nil, err
+	}
+	defer sn.Remove(context.WithoutCancel(ctx), key)
+	spec.Rootfs = ms
+	code, err := rootfs.Run(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("process %q could not be started: %w", strings.Join(args, " "), err)
+	}
+	if code != 0 {
+		return nil, &ExitError{Cmd: strings.Join(args, " "), Code: code}
+	}
+	return sn.Commit(ctx, key)
+}
+
+// ExitError is a RUN whose process exited non-zero.
+type ExitError struct {
+	Cmd  string
+	Code int
+}
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("process %q did not complete successfully: exit code: %d", e.Cmd, e.Code)
+}
+
+// prepareMount makes a RUN --mount's source ready.
+func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMount, error) {
+	b := st.b
+	target := m.Target
+	if target != "" && !path.IsAbs(target) {
+		target = path.Join(st.img.Config.WorkingDir, target)
+	}
+	switch m.Type {
+	case instructions.MountTypeTmpfs:
+		return runMount{tmpfs: &rootfs.Tmpfs{Target: target, Size: m.SizeLimit}}, nil
+	case instructions.MountTypeCache:
+		id := m.CacheID
+		if id == "" {
+			id = target
+		}
+		cdir, err := b.s.Dir("cache")
+		if err != nil {
+			return runMount{}, err
+		}
+		dir := filepath.Join(cdir, "mounts", cache.ContextID(id))
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+				return runMount{}, err
+			}
+			tmp, err := os.MkdirTemp(filepath.Dir(dir), ".new-")
+			if err != nil {
+				return runMount{}, err
+			}
+			mode := os.FileMode(0o755)
+			if m.Mode != nil {
+				mode = tarMode(int64(*m.Mode))
+			}
+			uid, gid := 0, 0
+			if m.UID != nil {
+				uid = int(*m.UID)
+			}
+			if m.GID != nil {
+				gid = int(*m.GID)
+			}
+			os.Chmod(tmp, mode)
+			os.Chown(tmp, uid, gid)
+			if err := os.Rename(tmp, dir); err != nil {
+				os.RemoveAll(tmp)
+			}
+		}
+		rm := runMount{bind: &rootfs.Bind{Source: dir, Target: target, ReadOnly: m.ReadOnly}}
+		if m.CacheSharing == instructions.MountSharingLocked {
+			f, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+			if err != nil {
+				return runMount{}, err
+			}
+			if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+				f.Close()
+				return runMount{}, err
+			}
+			rm.unlock = func() { f.Close() }
+		}
+		return rm, nil
+	case instructions.MountTypeSecret:
+		id := m.CacheID
+		if id == "" {
+			id = path.Base(m.Target)
+		}
+		if target == "" {
+			target = "/run/secrets/" + id
+		}
+		var sec *Secret
+		for i := range b.opts.Secrets {
+			if b.opts.Secrets[i].ID == id {
+				sec = &b.opts.Secrets[i]
+			}
+		}
+		if sec == nil {
+			if m.Required {
+				return runMount{}, fmt.Errorf("secret %s: not provided (--secret id=%s,src=PATH)", id, id)
+			}
+			return runMount{}, nil
+		}
+		var data []byte
+		var err error
+		if sec.Src != "" {
+			data, err = os.ReadFile(sec.Src)
+			if err != nil {
+				return runMount{}, fmt.Errorf("secret %s: %w", id, err)
+			}
+		} else {
+			val, ok := os.LookupEnv(sec.Env)
+			if !ok {
+				return runMount{}, fmt.Errorf("secret %s: environment variable %s is not set", id, sec.Env)
+			}
+			data = []byte(val)
+		}
+		dir, err := b.tempDir("secret-")
+		if err != nil {
+			return runMount{}, err
+		}
+		p := filepath.Join(dir, "secret")
+		mode := os.FileMode(0o400)
+		if m.Mode != nil {
+			mode = os.FileMode(*m.Mode) & 0o7777
+		}
+		if err := os.WriteFile(p, data, mode); err != nil {
+			return runMount{}, err
+		}
+		os.Chmod(p, mode)
+		uid, gid := 0, 0
+		if m.UID != nil {
+			uid = int(*m.UID)
+		}
+		if m.GID != nil {
+			gid = int(*m.GID)
+		}
+		os.Chown(p, uid, gid)
+		return runMount{bind: &rootfs.Bind{Source: p, Target: target, ReadOnly: true}}, nil
+	case instructions.MountTypeBind:
+		var root string
+		src := strings.TrimPrefix(path.Clean("/"+m.Source), "/")
+		if m.From == "" {
+			root = b.bctx.root
+		} else {
+			cs, err := st.copySource(ctx, m.From)
+			if err != nil {
+				return runMount{}, err
+			}
+			if err := cs.materialize(b, []string{src}); err != nil {
+				return runMount{}, err
+			}
+			root = cs.root
+		}
+		p, err := securejoin.SecureJoin(root, src)
+		if err != nil {
+			return runMount{}, err
+		}
+		if _, err := os.Stat(p); err != nil {
+			return runMount{}, fmt.Errorf("--mount=type=bind,source=%s: %w", m.Source, err)
+		}
+		if !m.ReadOnly {
+			// writes to a rw bind are discarded: give the container a copy
+			dir, err := b.tempDir("bind-")
+			if err != nil {
+				return runMount{}, err
+			}
+			cp := filepath.Join(dir, "src")
+			if out, err := exec.Command("cp", "-a", p, cp).CombinedOutput(); err != nil {
+				return runMount{}, fmt.Errorf("copying bind source: %v: %s", err, out)
+			}
+			p = cp
+		}
+		return runMount{bind: &rootfs.Bind{Source: p, Target: target, ReadOnly: m.ReadOnly}}, nil
+	case instructions.MountTypeSSH:
+		return runMount{}, errors.New("RUN --mount=type=ssh is not supported")
+	}
+	return runMount{}, fmt.Errorf("unknown mount type %q", m.Type)
+}

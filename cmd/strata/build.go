@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/strata-dev/strata/builder"
+	"github.com/strata-dev/strata/registry"
+)
+
+func init() {
+	register(func(g *globals) *cobra.Command {
+		var (
+			rf                           registryFlags
+			file, target, network, prog  string
+			iidfile                      string
+			tags, buildArgs, labels      []string
+			secrets, outputs, noCacheFor []string
+			noCache, pull, push, quiet   bool
+			jobs                         int
+		)
+		c := &cobra.Command{
+			Use:   "build [flags] CONTEXT|-",
+			Short: "Build an image from a Dockerfile",
+			Long: `Build an image from a Dockerfile with BuildKit's semantics, without a daemon.
+
+CONTEXT is a directory, or - to read a tar archive (the context) or a
+Dockerfile (an empty context) from stdin. Steps whose inputs did not change
+are taken from the build cache (CACHED). Progress goes to stderr.`,
+			Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				s, err := g.store()
+				if err != nil {
+					return err
+				}
+				o := builder.Options{
+					Store: s, Dockerfile: file, Tags: tags, Target: target, NoCache: noCache,
+					NoCacheFilter: noCacheFor, Pull: pull, Network: network, IIDFile: iidfile,
+					Push: push, Jobs: jobs, Progress: g.errw, ProgressMode: prog,
+				}
+				if quiet {
+					o.ProgressMode = "quiet"
+				}
+				if args[0] == "-" {
+					o.Stdin = os.Stdin
+				} else {
+					o.ContextDir = args[0]
+				}
+				if file == "-" {
+					o.Stdin = os.Stdin
+				}
+				if o.BuildArgs, err = builder.ParseKeyValues(buildArgs, os.LookupEnv); err != nil {
+					return fmt.Errorf("--build-arg: %w", err)
+				}
+				if o.Labels, err = builder.ParseKeyValues(labels, nil); err != nil {
+					return fmt.Errorf("--label: %w", err)
+				}
+				for _, sv := range secrets {
+					sec, err := builder.ParseSecret(sv)
+					if err != nil {
+						return err
+					}
+					o.Secrets = append(o.Secrets, sec)
+				}
+				for _, ov := range outputs {
+					out, err := builder.ParseOutput(ov)
+					if err != nil {
+						return err
+					}
+					o.Outputs = append(o.Outputs, out)
+				}
+				if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+					n, err := strconv.ParseInt(v, 10, 64)
+					if err != nil {
+						return fmt.Errorf("SOURCE_DATE_EPOCH=%q: not a number of seconds", v)
+					}
+					o.Epoch = &n
+				}
+				ro, done, err := rf.options(g)
+				if err != nil {
+					return err
+				}
+				defer done()
+				o.PullImage = func(ctx context.Context, ref string) (v1.Image, error) {
+					res, err := registry.Pull(ctx, s, ref, ro)
+					if err != nil {
+						return nil, err
+					}
+					return s.ImageByDigest(res.Record.Digest)
+				}
+				o.PushImage = func(ctx context.Context, _ v1.Image, ref string) error {
+					_, err := registry.Push(ctx, s, ref, ref, ro)
+					return err
+				}
+				res, err := builder.Build(cmd.Context(), o)
+				if err != nil {
+					return err
+				}
+				if quiet {
+					fmt.Fprintln(cmd.OutOrStdout(), res.ID)
+				} else {
+					fmt.Fprintf(g.errw, "Successfully built %s\n", res.ID.Hex[:12])
+					for _, t := range res.Tags {
+						fmt.Fprintf(g.errw, "Successfully tagged %s\n", t)
+					}
+				}
+				return nil
+			},
+		}
+		f := c.Flags()
+		f.StringVarP(&file, "file", "f", "", "the Dockerfile (default CONTEXT/Dockerfile; - for stdin)")
+		f.StringArrayVarP(&tags, "tag", "t", nil, "name the image NAME[:TAG] (repeatable)")
+		f.StringArrayVar(&buildArgs, "build-arg", nil, "set a build argument KEY=VALUE (KEY alone: from the environment)")
+		f.StringVar(&target, "target", "", "build this stage (default: the last)")
+		f.BoolVar(&noCache, "no-cache", false, "run every step, ignoring the build cache")
+		f.StringArrayVar(&noCacheFor, "no-cache-filter", nil, "ignore the cache for this stage (repeatable)")
+		f.BoolVar(&pull, "pull", false, "always pull FROM images from their registry")
+		f.StringVar(&network, "network", "", "network of RUN steps: host (default) or none")
+		f.StringArrayVar(&secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR")
+		f.StringArrayVar(&labels, "label", nil, "set an image label KEY=VALUE (repeatable)")
+		f.StringArrayVarP(&outputs, "output", "o", nil, "type=oci|docker|tar,dest=FILE or type=local,dest=DIR (repeatable)")
+		f.StringVar(&prog, "progress", "auto", "progress output: auto, plain, tty, json or quiet")
+		f.StringVar(&iidfile, "iidfile", "", "write the image ID to this file")
+		f.BoolVar(&push, "push", false, "push the image to its registry after the build")
+		f.BoolVarP(&quiet, "quiet", "q", false, "print only the image ID")
+		f.IntVar(&jobs, "build-jobs", 2, "stages built at once")
+		f.IntVarP(&rf.jobs, "jobs", "j", registry.DefaultJobs, "blobs transferred at once when pulling or pushing")
+		f.StringSliceVar(&rf.insecure, "insecure-registry", nil, "registry (HOST[:PORT]) that may use plain HTTP (repeatable)")
+		f.StringSliceVar(&rf.tlsCA, "tls-ca", nil, "PEM file of an extra certificate authority to trust (repeatable)")
+		return c
+	})
+}
