@@ -80,10 +80,5 @@ func (m *Manager) commitLayer(ctx context.Context, c *Container) (v1.Layer, erro
 	return sn.Commit(ctx, c.ID)
 }
 
-func toRootfsMounts(ms []snapshot.Mount) []rootfs.Mount {
-	out := make([]rootfs.Mount, len(ms))
-	for i, mt := range ms {
-		out[i] = rootfs.Mount{Type: mt.Type, Source: mt.Source, Options: mt.Options}
-	}
-	return out
-}
+// toRootfsMounts hands a snapshot's mounts to the sandbox (the same type).
+func toRootfsMounts(ms []snapshot.Mount) []rootfs.Mount { return ms }

@@ -28,7 +28,7 @@ func (f *containerFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.opts.Network, "network", "none", "network: none (loopback only) or host")
 	fs.StringArrayVarP(&f.opts.Binds, "volume", "v", nil, "bind mount a host path: HOST:CONTAINER[:ro]")
 	fs.StringVar(&f.opts.Name, "name", "", "assign a name to the container")
-	fs.StringVarP(&f.opts.Hostname, "hostname", "h", "", "container host name (default: the short ID)")
+	fs.StringVar(&f.opts.Hostname, "hostname", "", "container host name (default: the short ID)")
 	fs.StringVar(&f.entrypoint, "entrypoint", "", "overwrite the image's ENTRYPOINT")
 	fs.StringVarP(&f.memory, "memory", "m", "", "memory limit (bytes, or with a k, m or g suffix)")
 	fs.Int64Var(&f.opts.PidsLimit, "pids-limit", 0, "limit on the number of processes (0: none)")
