@@ -209,5 +209,8 @@ func fetchBlob(ctx context.Context, s *store.Store, client *http.Client, repo na
 		o.debugf("blob %s: %v; fetching it again", d.Digest, err)
 	}
 	p.Done(id, "failed")
+	if errors.Is(err, store.ErrDigestMismatch) {
+		return err // the store's message names the blob and both digests
+	}
 	return fmt.Errorf("fetching blob %s: %w", d.Digest, err)
 }

@@ -40,7 +40,7 @@ func (o *Options) newTransport() (http.RoundTripper, error) {
 	if certsDir == "" {
 		certsDir = DefaultCertsDir
 	}
-	var t http.RoundTripper = &hostTransport{o: o, pool: pool, certsDir: certsDir, byHost: map[string]*http.Transport{}}
+	var t http.RoundTripper = &hostTransport{o: o, pool: pool, certsDir: certsDir, byHost: map[string]*http.Transport{}, tlsErr: map[string]error{}}
 	t = &retryAfterTransport{inner: t, retries: o.retries()}
 	if o.Debugf != nil {
 		t = &logTransport{inner: t, debugf: o.Debugf}
@@ -68,6 +68,7 @@ type hostTransport struct {
 
 	mu     sync.Mutex
 	byHost map[string]*http.Transport
+	tlsErr map[string]error // the last certificate failure per host
 }
 
 func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -79,7 +80,37 @@ func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t.RoundTrip(req)
+	resp, err := t.RoundTrip(req)
+	if err != nil && req.URL.Scheme == "https" && isTLSError(err) {
+		h.mu.Lock()
+		h.tlsErr[host] = err
+		h.mu.Unlock()
+	}
+	// After HTTPS failed on a certificate, the plain-HTTP fallback of a
+	// loopback registry that only speaks HTTPS gets 400: the certificate
+	// problem is the one worth reporting.
+	if err == nil && req.URL.Scheme == "http" && resp.StatusCode == http.StatusBadRequest {
+		h.mu.Lock()
+		tlsErr := h.tlsErr[host]
+		h.mu.Unlock()
+		if tlsErr != nil {
+			resp.Body.Close()
+			return nil, tlsErr
+		}
+	}
+	return resp, err
+}
+
+// isTLSError reports whether err is a certificate or handshake failure
+// (not a plain-HTTP server answering a TLS client).
+func isTLSError(err error) bool {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		verify   *tls.CertificateVerificationError
+	)
+	return errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify)
 }
 
 func (h *hostTransport) plainHTTPAllowed(host string) bool {

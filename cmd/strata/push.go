@@ -27,8 +27,9 @@ func (f *registryFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "print no progress")
 }
 
-// options turns the flags into registry.Options; progress goes to stderr
-// (bars on a terminal, a line per blob otherwise). Call done when finished.
+// options turns the flags into registry.Options; progress goes to stdout as
+// docker's does (bars on a terminal, a line per blob otherwise), errors alone
+// to stderr. Call done when finished.
 func (f *registryFlags) options(g *globals) (o registry.Options, done func(), err error) {
 	if f.jobs < 1 {
 		return o, nil, fmt.Errorf("--jobs must be at least 1")
@@ -48,11 +49,11 @@ func (f *registryFlags) options(g *globals) (o registry.Options, done func(), er
 	}
 	done = func() {}
 	if !f.quiet {
-		if isTerminal(os.Stderr) && !g.debug {
-			b := registry.BarProgress(g.errw)
+		if isTerminal(os.Stdout) && !g.debug {
+			b := registry.BarProgress(g.out)
 			o.Progress, done = b, func() { b.Close() }
 		} else {
-			o.Progress = registry.LineProgress(g.errw)
+			o.Progress = registry.LineProgress(g.out)
 		}
 	}
 	return o, done, nil
