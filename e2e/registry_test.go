@@ -178,6 +178,18 @@ func TestRegistryPushPullRoundTrip(t *testing.T) {
 		t.Fatalf("second pull gave %s", d)
 	}
 
+	var in []struct {
+		ID       string `json:"Id"`
+		Digest   string
+		RepoTags []string
+	}
+	if err := json.Unmarshal([]byte(newEnv(t).ok("inspect", "--remote", dest)), &in); err != nil {
+		t.Fatal(err)
+	}
+	if len(in) != 1 || in[0].Digest != digest || in[0].ID != local.ID.String() || len(in[0].RepoTags) != 1 || in[0].RepoTags[0] != dest {
+		t.Fatalf("inspect --remote: %+v", in)
+	}
+
 	if got := e.ok("tags", reg.Host+"/e2e/bbase"); got != "v1\n" {
 		t.Fatalf("tags: %q", got)
 	}
@@ -368,6 +380,17 @@ func TestRegistryAuth(t *testing.T) {
 			}
 			storedImage(t, e2, dest)
 			want(run("", "tags", reg.Host+"/private/img"), true, "1\n", "tags")
+			// A copy to another repository mounts the blobs: the token for the
+			// target must widen to pull on the source.
+			if d := pushedDigest(t, run("", "copy", dest, reg.Host+"/private/copy:2").Stdout); d != digest {
+				t.Fatalf("copy gave %s, want %s", d, digest)
+			}
+			if reg.Tokens != nil {
+				scopes := strings.Join(reg.Tokens.scopes, " ")
+				if !strings.Contains(scopes, "repository:private/img:pull") || !strings.Contains(scopes, "repository:private/copy:push,pull") {
+					t.Errorf("token scopes %q lack the source pull and target push scopes", scopes)
+				}
+			}
 
 			if reg.CA != "" {
 				// Without the CA the certificate is refused; docker's certs.d works like --tls-ca.

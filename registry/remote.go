@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -9,6 +8,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/strata-dev/strata/store"
 )
 
 // Copy copies src to dst between repositories or registries without
@@ -131,58 +132,53 @@ func Delete(ctx context.Context, refStr string, o Options) (v1.Hash, error) {
 	return v1.NewHash(d.DigestStr())
 }
 
-// RemoteImage is what `strata inspect --remote` shows.
-type RemoteImage struct {
-	Name      string          `json:"Name"`
-	Digest    string          `json:"Digest"`
-	MediaType string          `json:"MediaType"`
-	Size      int64           `json:"Size"`
-	Manifests []v1.Descriptor `json:"Manifests,omitempty"` // of an index
-	Platform  string          `json:"Platform,omitempty"`  // of an image
-	Config    *v1.Descriptor  `json:"Config,omitempty"`
-	Layers    []v1.Descriptor `json:"Layers,omitempty"`
-	Image     *v1.ConfigFile  `json:"Image,omitempty"`
-}
-
-// Inspect describes ref as the registry has it, without pulling layers:
-// the manifest (or the index and its platforms) and the image config.
-func Inspect(ctx context.Context, refStr string, o Options) (*RemoteImage, error) {
-	op := "inspect " + refStr
+// InspectRemote describes ref as the registry has it, without pulling
+// layers, in the same form as a local image (store.Inspect). From an index
+// it describes the image for o.Platform (default this machine's). Errors
+// are not prefixed with the operation: inspect's caller does that.
+func InspectRemote(ctx context.Context, refStr string, o Options) (*store.Inspection, error) {
 	ref, err := o.ParseReference(refStr)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+		return nil, err
+	}
+	plat, err := o.platform()
+	if err != nil {
+		return nil, err
 	}
 	t, err := o.newTransport()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+		return nil, err
 	}
-	desc, err := getManifest(ref, o.remoteOptions(ctx, t))
+	ropts := o.remoteOptions(ctx, t)
+	desc, err := getManifest(ref, ropts)
 	if err != nil {
-		return nil, wrap(op, err)
+		return nil, explain(err)
 	}
-	out := &RemoteImage{Name: ref.Name(), Digest: desc.Digest.String(), MediaType: string(desc.MediaType), Size: desc.Size}
 	if desc.MediaType.IsIndex() {
-		im, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
+		child, err := selectPlatform(desc.Manifest, plat)
 		if err != nil {
-			return nil, fmt.Errorf("%s: parsing index: %w", op, err)
+			return nil, err
 		}
-		out.Manifests = im.Manifests
-		return out, nil
+		if desc, err = getManifest(ref.Context().Digest(child.Digest.String()), ropts); err != nil {
+			return nil, explain(err)
+		}
 	}
-	m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
-	if err != nil {
-		return nil, fmt.Errorf("%s: parsing manifest: %w", op, err)
+	if !desc.MediaType.IsImage() {
+		return nil, fmt.Errorf("%s is a %s, not an image", ref, desc.MediaType)
 	}
-	out.Config, out.Layers = &m.Config, m.Layers
 	img, err := desc.Image()
 	if err != nil {
-		return nil, wrap(op, err)
+		return nil, explain(err)
 	}
-	cf, err := img.ConfigFile()
+	var names []string
+	if tag, ok := ref.(name.Tag); ok {
+		names = append(names, store.FullName(tag))
+	} else {
+		names = append(names, store.FullName(ref.Context().Digest(desc.Digest.String())))
+	}
+	in, err := store.Inspect(img, names)
 	if err != nil {
-		return nil, wrap(op, err)
+		return nil, explain(err)
 	}
-	out.Image = cf
-	out.Platform = platformString(cf.Platform())
-	return out, nil
+	return in, nil
 }

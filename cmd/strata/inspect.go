@@ -15,11 +15,13 @@ func init() { register(newInspectCmd) }
 // here: when set, describe the image in the registry (store.Inspect(img,
 // names) works for any v1.Image) instead of the local one.
 type inspectOptions struct {
-	remote bool
+	remote   bool
+	platform string
+	rf       *registryFlags // --tls-ca, --insecure-registry (push.go)
 }
 
 func newInspectCmd(g *globals) *cobra.Command {
-	var o inspectOptions
+	o := inspectOptions{rf: &registryFlags{}}
 	cmd := &cobra.Command{
 		Use:   "inspect [OPTIONS] IMAGE...",
 		Short: "Show images' manifest and config as JSON",
@@ -38,13 +40,18 @@ func newInspectCmd(g *globals) *cobra.Command {
 			return enc.Encode(out)
 		},
 	}
-	_ = o.remote // --remote: see inspectOptions
+	cmd.Flags().BoolVar(&o.remote, "remote", false, "describe the image in its registry instead of the local store")
+	cmd.Flags().StringVar(&o.platform, "platform", "", "with --remote: the platform to describe from a multi-platform image")
+	o.rf.addTLS(cmd.Flags())
 	return cmd
 }
 
 // inspectOne describes one image. A remote lookup (inspectOptions.remote)
 // belongs here, before the local store is consulted.
-func inspectOne(_ *cobra.Command, g *globals, _ inspectOptions, ref string) (*store.Inspection, error) {
+func inspectOne(cmd *cobra.Command, g *globals, o inspectOptions, ref string) (*store.Inspection, error) {
+	if o.remote {
+		return inspectRemote(cmd, g, o.rf, o.platform, ref)
+	}
 	s, err := g.store()
 	if err != nil {
 		return nil, err

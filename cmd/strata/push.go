@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-dev/strata/registry"
+	"github.com/strata-dev/strata/store"
 )
 
 // registryFlags are the flags every registry command shares.
@@ -22,9 +23,17 @@ type registryFlags struct {
 
 func (f *registryFlags) add(fs *pflag.FlagSet) {
 	fs.IntVarP(&f.jobs, "jobs", "j", registry.DefaultJobs, "blobs transferred at once")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "print no progress")
+	f.addTLS(fs)
+}
+
+// addTLS adds only the flags that say how to reach a registry (for
+// commands that move no blobs, such as inspect --remote).
+func (f *registryFlags) addTLS(fs *pflag.FlagSet) {
+	f.jobs = registry.DefaultJobs
+	f.quiet = true
 	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry (HOST[:PORT]) that may use plain HTTP or an unverified certificate (repeatable; env STRATA_INSECURE_REGISTRIES)")
 	fs.StringSliceVar(&f.tlsCA, "tls-ca", nil, "PEM file of an extra certificate authority to trust (repeatable)")
-	fs.BoolVarP(&f.quiet, "quiet", "q", false, "print no progress")
 }
 
 // options turns the flags into registry.Options; progress goes to stdout as
@@ -114,4 +123,15 @@ are pushed together as one OCI image index named DEST.`,
 		c.Flags().StringVar(&compression, "compression", "gzip", "layer compression: gzip or zstd")
 		return c
 	})
+}
+
+// inspectRemote is `strata inspect --remote REF`: the image as the registry
+// describes it, in the same form as a local one.
+func inspectRemote(cmd *cobra.Command, g *globals, rf *registryFlags, platform, ref string) (*store.Inspection, error) {
+	o, _, err := rf.options(g)
+	if err != nil {
+		return nil, err
+	}
+	o.Platform = platform
+	return registry.InspectRemote(cmd.Context(), ref, o)
 }
