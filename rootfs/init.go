@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,6 +60,9 @@ func InitMain() {
 	// below runs on this one.
 	runtime.LockOSThread()
 	tr("init start")
+	// ps shows PID 1 as strata-init rather than "exe" (/proc/self/exe).
+	name := []byte(initArg0 + "\x00")
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	code, err := initMain()
 	if err != nil {
 		status := os.NewFile(statusFD, "status")

@@ -296,7 +296,7 @@ func (s *starter) run(ctx context.Context, spec *Spec, cfg *initConfig) (int, er
 	}
 	tr("starting")
 	proc, err := os.StartProcess("/proc/self/exe", []string{initArg0}, &os.ProcAttr{
-		Env:   []string{initEnv + "=1", traceEnv + "=" + os.Getenv(traceEnv)},
+		Env:   initEnviron(),
 		Files: []*os.File{s.files[0], s.files[1], s.files[2], cfgR, stW},
 		Sys: &syscall.SysProcAttr{
 			Cloneflags: flags,
@@ -376,4 +376,14 @@ func (s *starter) run(ctx context.Context, spec *Spec, cfg *initConfig) (int, er
 	}
 	ws := ps.Sys().(syscall.WaitStatus)
 	return exitStatus(ws), nil
+}
+
+// initEnviron is init's environment: the marker IsInit looks for, and the
+// trace switch when set. The process's own environment is built by init.
+func initEnviron() []string {
+	env := []string{initEnv + "=1"}
+	if traceOn {
+		env = append(env, traceEnv+"=1")
+	}
+	return env
 }

@@ -1,0 +1,74 @@
+package rootfs
+
+import (
+	"os"
+	"reflect"
+	"testing"
+)
+
+func TestParseBind(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Bind
+		wantErr string
+	}{
+		{"/a:/b", Bind{"/a", "/b", false}, ""},
+		{"/a:/b/:ro", Bind{"/a", "/b", true}, ""},
+		{"/a:/b:rw", Bind{"/a", "/b", false}, ""},
+		{"/a:/b:ro,rw", Bind{"/a", "/b", false}, ""},
+		{"/a", Bind{}, `invalid volume "/a": want HOST:CONTAINER[:ro]`},
+		{"/a:/b:ro:x", Bind{}, `invalid volume "/a:/b:ro:x": want HOST:CONTAINER[:ro]`},
+		{"a:/b", Bind{}, `invalid volume "a:/b": host path "a" is not absolute`},
+		{"/a:b", Bind{}, `invalid volume "/a:b": container path "b" is not absolute`},
+		{"/a:/b:z", Bind{}, `invalid volume "/a:/b:z": unknown option "z"`},
+	}
+	for _, tt := range tests {
+		got, err := ParseBind(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("ParseBind(%q) error = %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseBind(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseTmpfs(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Tmpfs
+		wantErr string
+	}{
+		{"/run", Tmpfs{Target: "/run"}, ""},
+		{"/run/:size=64m", Tmpfs{Target: "/run", Size: 64 << 20}, ""},
+		{"/x:size=1000,mode=1777,noexec", Tmpfs{Target: "/x", Size: 1000, Mode: os.ModeSticky | 0o777}, ""},
+		{"/x:mode=0700", Tmpfs{Target: "/x", Mode: 0o700}, ""},
+		{"x", Tmpfs{}, `invalid tmpfs "x": path "x" is not absolute`},
+		{"/x:size=lots", Tmpfs{}, `invalid tmpfs "/x:size=lots": bad size "lots"`},
+		{"/x:mode=9", Tmpfs{}, `invalid tmpfs "/x:mode=9": bad mode "9"`},
+		{"/x:uid=1", Tmpfs{}, `invalid tmpfs "/x:uid=1": unknown option "uid=1"`},
+	}
+	for _, tt := range tests {
+		got, err := ParseTmpfs(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("ParseTmpfs(%q) error = %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParseTmpfs(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestModeRoundTrip(t *testing.T) {
+	for _, m := range []uint32{0, 0o755, 0o1777, 0o4711, 0o2750} {
+		if got := unixMode(fsMode(m)); got != m {
+			t.Errorf("unixMode(fsMode(%o)) = %o", m, got)
+		}
+	}
+}
