@@ -153,11 +153,17 @@ func (s *Store) compressLayer(ctx context.Context, l v1.Layer, d v1.Hash, algo s
 	}
 	// One process compresses a given layer at a time; the others wait and
 	// then find the result.
-	unlock, err := flock(s.path("ingest", "compress-"+algo+"-"+d.Hex+".lock"), unix.LOCK_EX)
+	lockPath := s.path("ingest", "compress-"+algo+"-"+d.Hex+".lock")
+	unlock, err := flock(lockPath, unix.LOCK_EX)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer func() {
+		// A waiter may then lock the unlinked file while a newcomer locks a
+		// new one: at worst the layer is compressed twice, to the same bytes.
+		os.Remove(lockPath)
+		unlock()
+	}()
 	if c, ok := s.cachedCompressed(l, d, algo); ok {
 		return c, nil
 	}
