@@ -144,14 +144,20 @@ func (m *Manager) create(ctx context.Context, image string, opts Options, transi
 	if err != nil {
 		return fail(fmt.Errorf("image %s: %w", image, err))
 	}
-	pins := []v1.Hash{rec.Digest, rec.ID}
-	for _, layer := range layers {
-		if d, err := layer.Digest(); err == nil {
-			pins = append(pins, d)
+	// The pin keeps the image's blobs for a later commit. A container of
+	// `run --rm` is never committed (not while it runs, and it is gone
+	// after) and its filesystem lives in the snapshots, which Prune does
+	// not touch: it skips the pin and the two fsyncs that cost.
+	if !c.unpinned() {
+		pins := []v1.Hash{rec.Digest, rec.ID}
+		for _, layer := range layers {
+			if d, err := layer.Digest(); err == nil {
+				pins = append(pins, d)
+			}
 		}
-	}
-	if err := m.s.Pin(pinName(id), pins); err != nil {
-		return fail(err)
+		if err := m.s.Pin(pinName(id), pins); err != nil {
+			return fail(err)
+		}
 	}
 	mounts, name, err := m.prepare(ctx, id, layers)
 	if err != nil {
@@ -337,6 +343,10 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO) (int, error) 
 	}
 	return code, err
 }
+
+// unpinned reports whether c runs without a pin: the container of a
+// `run --rm`. (A directory without a record, c.ID only, may have one.)
+func (c *Container) unpinned() bool { return c.Transient && c.Host.AutoRemove }
 
 // Get returns the container ref names: a full ID, a name, or a unique ID
 // prefix, in that order (as docker resolves them).
@@ -542,8 +552,10 @@ func (m *Manager) destroy(ctx context.Context, c *Container) error {
 	if err := m.removeSnapshot(ctx, c); err != nil {
 		return fmt.Errorf("removing container %s: %w", ShortID(c.ID), err)
 	}
-	if err := m.s.Unpin(pinName(c.ID)); err != nil {
-		return fmt.Errorf("removing container %s: %w", ShortID(c.ID), err)
+	if !c.unpinned() {
+		if err := m.s.Unpin(pinName(c.ID)); err != nil {
+			return fmt.Errorf("removing container %s: %w", ShortID(c.ID), err)
+		}
 	}
 	if err := os.RemoveAll(m.dir(c.ID)); err != nil {
 		return fmt.Errorf("removing container %s: %w", ShortID(c.ID), err)

@@ -397,9 +397,10 @@ func sleepers(t *testing.T) []string {
 	return out
 }
 
-// treeScript prints a container's filesystem (but the sandbox's mounts),
-// one line per path: type, mode, owner, and content digest or link target.
-const treeScript = `cd / && find . -xdev \( -path ./proc -o -path ./sys -o -path ./dev -o -path ./etc/hosts -o -path ./etc/hostname -o -path ./etc/resolv.conf \) -prune -o -print | sort | while read -r f; do
+// treeScript prints a container's filesystem (but the sandbox's mounts,
+// and what docker's init layer adds: /.dockerenv, /etc/mtab), one line per
+// path: type, mode, owner, and content digest or link target.
+const treeScript = `cd / && find . -xdev \( -path ./proc -o -path ./sys -o -path ./dev -o -path ./etc/hosts -o -path ./etc/hostname -o -path ./etc/resolv.conf -o -path ./.dockerenv -o -path ./etc/mtab \) -prune -o -print | sort | while read -r f; do
   if [ -L "$f" ]; then echo "$f link $(readlink "$f")"
   elif [ -d "$f" ]; then echo "$f dir $(stat -c '%a %u:%g' "$f")"
   else echo "$f file $(stat -c '%a %u:%g' "$f") $(md5sum < "$f" | cut -c1-32)"; fi
