@@ -360,3 +360,9 @@ func withoutMountpoints(lines []string) []string {
 	}
 	return out
 }
+
+func unmount(t *testing.T, mnt string) {
+	if err := unix.Unmount(mnt, 0); err != nil {
+		t.Errorf("unmounting %s: %v", mnt, err)
+	}
+}

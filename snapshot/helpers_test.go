@@ -21,7 +21,9 @@ type ent struct {
 	body string
 }
 
-func dir(name string, mode int64) ent { return ent{hdr: tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: mode}} }
+func dir(name string, mode int64) ent {
+	return ent{hdr: tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: mode}}
+}
 func file(name, body string, mode int64) ent {
 	return ent{hdr: tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: mode, Size: int64(len(body))}, body: body}
 }

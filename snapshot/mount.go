@@ -159,6 +159,9 @@ func mountOverlayLegacy(opts []string, target string) error {
 	if len(lowers) == 0 {
 		return fmt.Errorf("overlay options too long and no lowerdir")
 	}
+	if dir, short, ok := shortLowers(lowers); ok {
+		return mountRelative(dir, short, rest, target)
+	}
 	common := filepath.Dir(lowers[0])
 	for _, l := range lowers[1:] {
 		for !strings.HasPrefix(l, common+"/") && common != "/" {
@@ -169,7 +172,13 @@ func mountOverlayLegacy(opts []string, target string) error {
 	for i, l := range lowers {
 		rel[i] = strings.TrimPrefix(l, common+"/")
 	}
-	data = strings.Join(append([]string{"lowerdir=" + strings.Join(rel, ":")}, rest...), ",")
+	return mountRelative(common, rel, rest, target)
+}
+
+// mountRelative mounts an overlay whose lowerdirs are named relative to dir.
+func mountRelative(dir string, rel, rest []string, target string) error {
+	lowers := rel
+	data := strings.Join(append([]string{"lowerdir=" + strings.Join(rel, ":")}, rest...), ",")
 	if len(data) >= os.Getpagesize()-1 {
 		return fmt.Errorf("overlay of %d layers: mount options too long for this kernel (%d bytes)", len(lowers), len(data))
 	}
@@ -181,11 +190,41 @@ func mountOverlayLegacy(opts []string, target string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Chdir(common); err != nil {
+	if err := os.Chdir(dir); err != nil {
 		return err
 	}
 	defer os.Chdir(wd)
 	return unix.Mount("overlay", abs, "overlay", 0, data)
+}
+
+// shortLinkLen is the length of the names in ROOT/snapshots/l: symlinks to
+// layers/CHAIN/fs (as Docker's l/ directory), so that a classic mount(2)
+// data string can name ~300 layers.
+const shortLinkLen = 12
+
+// shortLowers maps lowerdirs of the form X/layers/HEX/fs to the names of
+// their links in X/l, when every one of them has its link.
+func shortLowers(lowers []string) (dir string, short []string, ok bool) {
+	for _, l := range lowers {
+		fs := filepath.Dir(l)
+		hex := filepath.Base(fs)
+		layers := filepath.Dir(fs)
+		if filepath.Base(l) != "fs" || filepath.Base(layers) != "layers" || len(hex) != 64 {
+			return "", nil, false
+		}
+		x := filepath.Join(filepath.Dir(layers), "l")
+		if dir == "" {
+			dir = x
+		} else if x != dir {
+			return "", nil, false
+		}
+		name := hex[:shortLinkLen]
+		if t, err := os.Readlink(filepath.Join(dir, name)); err != nil || t != "../layers/"+hex+"/fs" {
+			return "", nil, false
+		}
+		short = append(short, name)
+	}
+	return dir, short, true
 }
 
 // overlayWorks reports whether an overlay with upper and work directories

@@ -65,6 +65,11 @@ func (o *overlay) unpackAll(ctx context.Context, layers []v1.Layer) ([]string, e
 				return fmt.Errorf("unpacking layer %s: %w", d, err)
 			}
 			lowers[len(layers)-1-i] = p
+			// the short name the classic mount(2) fallback uses
+			link := filepath.Join(o.root, "l", ids[i].Hex[:shortLinkLen])
+			if err := os.Symlink("../layers/"+ids[i].Hex+"/fs", link); err != nil && !os.IsExist(err) {
+				return err
+			}
 			return nil
 		})
 	}

@@ -118,7 +118,7 @@ func New(s *store.Store, kind string, opts ...Option) (Snapshotter, error) {
 	for _, o := range opts {
 		o(b)
 	}
-	for _, d := range []string{"layers", "native", "active"} {
+	for _, d := range []string{"layers", "native", "active", "l"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
 			return nil, fmt.Errorf("opening snapshots: %w", err)
 		}
@@ -164,6 +164,7 @@ func OverlaySupported(dir string) error {
 // base is the state both snapshotters share: ROOT/snapshots holds
 //
 //	layers/HEX/fs       a layer unpacked alone with overlay whiteouts (HEX = chain ID)
+//	l/HEX[:12]          symlink to ../layers/HEX/fs (short lowerdir names)
 //	native/HEX/fs       the flattened tree of the chain HEX (native)
 //	HEX.lock            held while that directory is being built
 //	.tmp-HEX-*          a directory being built (removed by Cleanup)

@@ -68,13 +68,17 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) er
 		u.seen = map[string]bool{}
 	}
 	defer u.dropParent()
-	tr := tar.NewReader(r)
+	tail := &tailReader{r: r}
+	tr := tar.NewReader(tail)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			if !tail.ended() {
+				return fmt.Errorf("unpacking layer: %w: no end-of-archive marker", ErrCorrupt)
+			}
 			break
 		}
 		if err != nil {
@@ -513,6 +517,35 @@ func procPath(dirfd int, name string) string {
 }
 
 func itoa(i int) string { return fmt.Sprint(i) }
+
+// tailReader remembers the last block read, so that Unpack can tell an
+// archive that ended with its zero block from one cut short at an entry
+// boundary (which archive/tar reports as a clean end).
+type tailReader struct {
+	r    io.Reader
+	n    int64
+	tail [512]byte
+}
+
+func (t *tailReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n >= len(t.tail) {
+		copy(t.tail[:], p[n-len(t.tail):n])
+	} else if n > 0 {
+		copy(t.tail[:], t.tail[n:])
+		copy(t.tail[len(t.tail)-n:], p[:n])
+	}
+	t.n += int64(n)
+	return n, err
+}
+
+// ended reports whether the stream was empty or ended with a zero block.
+func (t *tailReader) ended() bool {
+	if t.n == 0 {
+		return true
+	}
+	return t.n%512 == 0 && t.tail == [512]byte{}
+}
 
 // writerOnly hides ReadFrom so io.CopyBuffer uses our big buffer.
 type writerOnly struct{ io.Writer }

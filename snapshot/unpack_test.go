@@ -345,6 +345,8 @@ func TestUnpackCorrupt(t *testing.T) {
 		"truncated in content": good[:512+1000],
 		"truncated in header":  good[:100],
 		"garbage":              garbage,
+		"cut at an entry":      good[:512+5120],
+		"no trailer":           good[:len(good)-1024],
 		"bad checksum":         append(append([]byte{}, good[:148]...), append([]byte("99999999"), good[156:]...)...),
 	}
 	for name, data := range cases {
@@ -354,6 +356,14 @@ func TestUnpackCorrupt(t *testing.T) {
 				t.Fatalf("err = %v, want ErrCorrupt", err)
 			}
 		})
+	}
+}
+
+func TestUnpackEmpty(t *testing.T) {
+	for name, data := range map[string][]byte{"empty stream": nil, "only the trailer": make([]byte, 1024), "one zero block": make([]byte, 512)} {
+		if err := Unpack(context.Background(), bytes.NewReader(data), t.TempDir(), UnpackOptions{NoChown: true}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
 

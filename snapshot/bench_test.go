@@ -1,0 +1,94 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/strata-dev/strata/store"
+)
+
+// benchTree fills dir with total bytes: a few big files, many mid-size ones
+// and a tail of small files, in nested directories.
+func benchTree(b *testing.B, dir string, total int64) {
+	b.Helper()
+	chunk := make([]byte, 1<<20)
+	for i := range chunk {
+		chunk[i] = byte(i*7 + i>>9)
+	}
+	var written int64
+	write := func(p string, size int64) {
+		must2(b, os.MkdirAll(filepath.Dir(p), 0o755))
+		f, err := os.Create(p)
+		must2(b, err)
+		for left := size; left > 0; {
+			n := min(left, int64(len(chunk)))
+			_, err := f.Write(chunk[:n])
+			must2(b, err)
+			left -= n
+		}
+		must2(b, f.Close())
+		written += size
+	}
+	for i := 0; i < 4; i++ {
+		write(filepath.Join(dir, "big", fmt.Sprintf("blob%d", i)), total/8)
+	}
+	for i := 0; written < total-total/16; i++ {
+		write(filepath.Join(dir, "mid", fmt.Sprintf("d%02d", i%32), fmt.Sprintf("f%04d", i)), 1<<20)
+	}
+	for i := 0; written < total; i++ {
+		write(filepath.Join(dir, "small", fmt.Sprintf("d%02d", i%64), fmt.Sprintf("s%05d", i)), 4<<10)
+	}
+}
+
+func must2(b testing.TB, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkCommit1GiB commits an upperdir holding 1 GiB into the store
+// (tar, sha256 and a durable blob) and runs `tar -c | sha256sum` over the
+// same tree; it reports each one's time and their ratio (tar time / commit
+// time: >= 1 means commit is at least as fast).
+func BenchmarkCommit1GiB(b *testing.B) {
+	requireRoot(b)
+	ctx := context.Background()
+	const total = 1 << 30
+	s, err := store.Open(b.TempDir())
+	must2(b, err)
+	sn, err := New(s, "overlay")
+	must2(b, err)
+	if _, err := sn.Prepare(ctx, "bench", nil); err != nil {
+		b.Fatal(err)
+	}
+	upper := filepath.Join(s.Root(), "snapshots", "active", "bench", "upper")
+	benchTree(b, upper, total)
+	b.SetBytes(total)
+	b.ResetTimer()
+	var commitT, tarT time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		l, err := sn.Commit(ctx, "bench")
+		must2(b, err)
+		commitT += time.Since(t0)
+		b.StopTimer()
+		h, _ := l.Digest()
+		must2(b, os.Remove(s.BlobPath(h)))
+		t1 := time.Now()
+		out, err := exec.Command("sh", "-c", "tar -C "+upper+" -cf - . | sha256sum").CombinedOutput()
+		if err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+		tarT += time.Since(t1)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(commitT.Milliseconds())/float64(b.N), "commit-ms/op")
+	b.ReportMetric(float64(tarT.Milliseconds())/float64(b.N), "tar|sha256sum-ms/op")
+	b.ReportMetric(float64(tarT)/float64(commitT), "speed-ratio")
+}

@@ -1,0 +1,192 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/strata-dev/strata/store"
+)
+
+// TestDeepStack mounts 150 layers, far more than one mount option string
+// can name with absolute paths, with the new mount API and with the
+// classic mount(2) fallback, and checks every layer is visible.
+func TestDeepStack(t *testing.T) {
+	requireRoot(t)
+	if err := OverlaySupported(t.TempDir()); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	const n = 150
+	var tars [][]byte
+	for i := 0; i < n; i++ {
+		tars = append(tars, mkTar(t, dir("layers", 0o755), file(fmt.Sprintf("layers/%03d", i), fmt.Sprint(i), 0o644)))
+	}
+	s, err := store.Open(t.TempDir())
+	must(t, err)
+	sn, err := New(s, "overlay")
+	must(t, err)
+	ms, err := sn.Prepare(ctx, "deep", layersFromTars(t, tars))
+	must(t, err)
+	if l := len(strings.Join(ms[0].Options, ",")); l < os.Getpagesize() {
+		t.Fatalf("options are only %d bytes: the test needs more than a page", l)
+	}
+	check := func(t *testing.T, mnt string) {
+		ents, err := os.ReadDir(filepath.Join(mnt, "layers"))
+		must(t, err)
+		if len(ents) != n {
+			t.Fatalf("%d entries in the merged /layers, want %d", len(ents), n)
+		}
+	}
+	t.Run("fsopen", func(t *testing.T) {
+		mnt, umount := mountForTest(t, ms)
+		check(t, mnt)
+		umount()
+	})
+	t.Run("legacy", func(t *testing.T) {
+		mnt := t.TempDir()
+		wd, _ := os.Getwd()
+		must(t, mountOverlayLegacy(ms[0].Options, mnt))
+		t.Cleanup(func() { unmount(t, mnt) })
+		if now, _ := os.Getwd(); now != wd {
+			t.Errorf("working directory changed to %s", now)
+		}
+		check(t, mnt)
+	})
+	must(t, sn.Remove(ctx, "deep"))
+}
+
+// TestConcurrentPrepare prepares the same layers from many snapshotters at
+// once (each takes its own file locks, as separate processes would): every
+// layer is unpacked exactly once and every snapshot sees the same tree.
+func TestConcurrentPrepare(t *testing.T) {
+	ks := kinds(t)
+	ctx := context.Background()
+	for _, kind := range ks {
+		t.Run(kind, func(t *testing.T) {
+			s, err := store.Open(t.TempDir())
+			must(t, err)
+			lowers := confLowers(t)
+			var wg sync.WaitGroup
+			errs := make([]error, 8)
+			for i := range errs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					sn, err := New(s, kind)
+					if err != nil {
+						errs[i] = err
+						return
+					}
+					_, errs[i] = sn.Prepare(ctx, fmt.Sprintf("k%d", i), layersFromTars(t, lowers))
+				}()
+			}
+			wg.Wait()
+			must(t, errors.Join(errs...))
+			sub := map[string]string{"overlay": "layers", "native": "native"}[kind]
+			ents, err := os.ReadDir(filepath.Join(s.Root(), "snapshots", sub))
+			must(t, err)
+			var dirs []string
+			for _, e := range ents {
+				if e.IsDir() {
+					dirs = append(dirs, e.Name())
+				}
+			}
+			want := map[string]int{"overlay": 2, "native": 1}[kind]
+			if len(dirs) != want {
+				t.Fatalf("%s holds %v, want %d layer directories and no temp dirs", sub, dirs, want)
+			}
+			sn, _ := New(s, kind)
+			keys, err := sn.List(ctx)
+			must(t, err)
+			if len(keys) != 8 {
+				t.Fatalf("keys %v", keys)
+			}
+			for _, k := range keys {
+				must(t, sn.Remove(ctx, k))
+			}
+		})
+	}
+}
+
+// TestCleanup removes what a crashed process left and nothing else.
+func TestCleanup(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	s, err := store.Open(t.TempDir())
+	must(t, err)
+	sn, err := New(s, "native")
+	must(t, err)
+	_, err = sn.Prepare(ctx, "live", layersFromTars(t, confLowers(t)[:1]))
+	must(t, err)
+	root := filepath.Join(s.Root(), "snapshots")
+	// a crash in the middle of an unpack and of a Prepare
+	stale := filepath.Join(root, "layers", ".tmp-"+strings.Repeat("a", 64)+"-123456")
+	must(t, os.MkdirAll(filepath.Join(stale, "fs/etc"), 0o755))
+	half := filepath.Join(root, "active", "half")
+	must(t, os.MkdirAll(filepath.Join(half, "rootfs/etc"), 0o755))
+	// a build running right now holds its lock
+	busyID := strings.Repeat("b", 64)
+	busy := filepath.Join(root, "layers", ".tmp-"+busyID+"-654321")
+	must(t, os.MkdirAll(busy, 0o755))
+	unlock, err := lockFile(filepath.Join(root, "layers", busyID+".lock"))
+	must(t, err)
+	defer unlock()
+
+	must(t, sn.Cleanup(ctx))
+	for p, want := range map[string]bool{stale: false, half: false, busy: true, filepath.Join(root, "active", "live"): true} {
+		_, err := os.Stat(p)
+		if (err == nil) != want {
+			t.Errorf("%s: exists=%v, want %v", p, err == nil, want)
+		}
+	}
+	keys, _ := sn.List(ctx)
+	if strings.Join(keys, ",") != "live" {
+		t.Errorf("keys %v, want [live]", keys)
+	}
+}
+
+func TestPrepareErrors(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	s, err := store.Open(t.TempDir())
+	must(t, err)
+	sn, err := New(s, "native")
+	must(t, err)
+	if _, err := sn.Prepare(ctx, "../evil", nil); err == nil || !strings.Contains(err.Error(), "invalid snapshot key") {
+		t.Errorf("bad key: %v", err)
+	}
+	_, err = sn.Prepare(ctx, "k", nil)
+	must(t, err)
+	if _, err := sn.Prepare(ctx, "k", nil); !errors.Is(err, ErrExists) {
+		t.Errorf("second Prepare: %v, want ErrExists", err)
+	}
+	if _, err := sn.Mounts(ctx, "nope"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("Mounts of unknown key: %v, want ErrNotExist", err)
+	}
+	// a corrupt layer fails Prepare and leaves nothing behind
+	bad := layersFromTars(t, [][]byte{mkTar(t, file("a", "xxxx", 0o644))[:600]})
+	if _, err := sn.Prepare(ctx, "bad", bad); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("corrupt layer: %v, want ErrCorrupt", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Root(), "snapshots", "active", "bad")); !os.IsNotExist(err) {
+		t.Errorf("failed Prepare left its directory: %v", err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(s.Root(), "snapshots", "native"))
+	for _, e := range ents {
+		if e.IsDir() {
+			t.Errorf("failed Prepare left %s", e.Name())
+		}
+	}
+	if _, err := New(s, "zfs"); err == nil {
+		t.Error("unknown kind accepted")
+	}
+}
+
+var _ v1.Layer
