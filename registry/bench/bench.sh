@@ -1,0 +1,72 @@
+#!/bin/bash
+# Registry benchmark: push and pull of a 1 GiB image of 8 layers (gzip,
+# ~2:1 compressible) by strata and by crane against fresh local
+# docker-registry instances in the same run; peak RSS from /usr/bin/time;
+# a re-push of an unchanged image. Prints one line per measurement and the
+# medians. Usage: registry/bench/bench.sh [RUNS (3)] [LAYERS (8)] [LAYER_BYTES (128 MiB)]
+# Needs: docker-registry, /usr/bin/time, crane on PATH or in ~/go/bin
+# (go install github.com/google/go-containerregistry/cmd/crane@latest).
+set -euo pipefail
+RUNS=${1:-3}
+LAYERS=${2:-8}
+SIZE=${3:-$((128 << 20))}
+cd "$(dirname "$0")/../.."
+CRANE=$(command -v crane || echo "$HOME/go/bin/crane")
+[ -x "$CRANE" ] || { echo "bench: crane not found" >&2; exit 1; }
+W=$(mktemp -d /tmp/strata-regbench-XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+trap cleanup EXIT
+
+go build -o "$W/strata" ./cmd/strata
+go run ./registry/bench/mkimage "$W/layout" "$LAYERS" "$SIZE"
+export DOCKER_CONFIG=$W/docker HOME=$W/home
+mkdir -p "$DOCKER_CONFIG" "$HOME"
+
+# start_registry NAME: a fresh registry; sets REG=127.0.0.1:PORT
+start_registry() {
+	local d=$W/reg-$1 port
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	mkdir -p "$d"
+	cat >"$d/config.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $d/data}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$port}
+YML
+	/usr/bin/docker-registry serve "$d/config.yml" >"$d/log" 2>&1 &
+	PIDS+=($!)
+	REG=127.0.0.1:$port
+	for _ in $(seq 500); do curl -fs "http://$REG/v2/" >/dev/null && return 0; sleep 0.02; done
+	echo "bench: registry did not start" >&2; cat "$d/log" >&2; exit 1
+}
+
+# measure LABEL CMD...: runs CMD under /usr/bin/time, appends "LABEL secs maxrss_kib"
+measure() {
+	local label=$1; shift
+	/usr/bin/time -f "%e %M" -o "$W/time" "$@" >"$W/out" 2>"$W/err" || { echo "bench: $label failed:" >&2; cat "$W/err" >&2; exit 1; }
+	read -r secs rss <"$W/time"
+	echo "$label $secs $rss" | tee -a "$W/results"
+}
+
+for run in $(seq "$RUNS"); do
+	start_registry "crane-$run"
+	measure crane-push "$CRANE" push "$W/layout" "$REG/bench/img:1"
+	rm -rf "$W/crane-pull"
+	measure crane-pull "$CRANE" pull --format oci "$REG/bench/img:1" "$W/crane-pull"
+	export STRATA_ROOT=$W/root-$run
+	measure strata-pull "$W/strata" pull -q "$REG/bench/img:1"
+	# the image strata pulled from the first registry goes to a fresh one
+	SRC=$REG/bench/img:1
+	start_registry "strata-$run"
+	measure strata-push "$W/strata" push -q "$SRC" "$REG/bench/img:1"
+	measure strata-repush "$W/strata" push -q "$SRC" "$REG/bench/img:1"
+	measure crane-repush "$CRANE" push "$W/layout" "$REG/bench/img:1"
+	rm -rf "$W/crane-pull" "$W/root-$run" "$W"/reg-*/data
+done
+
+echo
+echo "medians over $RUNS runs ($LAYERS layers x $SIZE bytes uncompressed):"
+for label in crane-push strata-push crane-pull strata-pull strata-repush crane-repush; do
+	grep "^$label " "$W/results" | sort -k2 -n | awk -v l="$label" '{s[NR]=$2; r[NR]=$3} END {m=int((NR+1)/2); printf "%-14s %7.2f s  peak RSS %6.1f MiB\n", l, s[m], r[m]/1024}'
+done
