@@ -187,6 +187,9 @@ func (m *Manager) newRecord(c *Container) (*lock, error) {
 	}
 	taken := map[string]bool{}
 	for _, o := range all {
+		if o.reapable() && m.reapOne(context.Background(), o) {
+			continue // a dead run --rm's container: gone now, name free
+		}
 		taken[o.Name] = true
 		if o.Name == c.Name && c.Name != "" {
 			return nil, fmt.Errorf("the container name %q is already in use by container %s: remove (or rename) that container to reuse the name", c.Name, ShortID(o.ID))
@@ -473,15 +476,14 @@ func (m *Manager) Reap(ctx context.Context) error {
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			continue // unreadable: leave it for a human
 		}
-		if c != nil && !(c.Host.AutoRemove && (c.State.Status == Running || c.Transient)) {
+		if c == nil {
+			c = &Container{ID: id}
+		} else if !c.reapable() {
 			continue
 		}
 		l, ok, err := m.tryLock(id)
 		if err != nil || !ok {
 			continue
-		}
-		if c == nil {
-			c = &Container{ID: id}
 		}
 		if err := m.destroy(ctx, c); err != nil {
 			errs = append(errs, err)
@@ -489,6 +491,23 @@ func (m *Manager) Reap(ctx context.Context) error {
 		l.release()
 	}
 	return errors.Join(errs...)
+}
+
+// reapable reports whether c is to be removed as soon as nobody holds its
+// lock: an auto-removed container that ran, or that Run made.
+func (c *Container) reapable() bool {
+	return c.Host.AutoRemove && (c.State.Status == Running || c.Transient)
+}
+
+// reapOne removes c if nobody holds its lock (the caller holds the
+// containers lock) and reports whether it did.
+func (m *Manager) reapOne(ctx context.Context, c *Container) bool {
+	l, ok, err := m.tryLock(c.ID)
+	if err != nil || !ok {
+		return false
+	}
+	defer l.release()
+	return m.destroy(ctx, c) == nil
 }
 
 // Remove removes a container: its snapshot, pin and record. A running

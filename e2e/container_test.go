@@ -348,7 +348,15 @@ echo "zombies=[$z]"`)
 func TestContainerKilled(t *testing.T) {
 	requireRoot(t)
 	e := withBase(t)
+	// The next run reaps what a killed `run --rm` left...
 	cmd, out := e.background("run", "--rm", "bbase", "sh", "-c", "echo ready; exec sleep 1000")
+	waitLine(t, out, "ready")
+	cmd.Process.Kill()
+	cmd.Wait()
+	e.ok("run", "--rm", "bbase", "true")
+	e.checkClean()
+	// ... and so does ps.
+	cmd, out = e.background("run", "--rm", "bbase", "sh", "-c", "echo ready; exec sleep 1000")
 	waitLine(t, out, "ready")
 	cmd.Process.Kill()
 	cmd.Wait()
@@ -545,4 +553,47 @@ func dockerLoad(t *testing.T, e *env, ref, want string) {
 	if string(out) != want {
 		t.Errorf("docker's tree differs:\n--- strata\n%s\n--- docker\n%s", want, out)
 	}
+}
+
+// TestContainerLimits: run's --memory, --pids-limit and --cpus reach the
+// container's cgroups.
+func TestContainerLimits(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	cmd, out := e.background("run", "--rm", "--memory", "64m", "--pids-limit", "20", "--cpus", "0.5", "bbase",
+		"sh", "-c", "cat /proc/self/cgroup; echo end; exec sleep 1000")
+	paths := map[string]string{}
+	for {
+		line, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading cgroups: %v", err)
+		}
+		if line == "end\n" {
+			break
+		}
+		if f := strings.SplitN(strings.TrimSpace(line), ":", 3); len(f) == 3 {
+			paths[f[1]] = f[2]
+		}
+	}
+	read := func(ctrl, v1file, v2file string) string {
+		file := filepath.Join("/sys/fs/cgroup", ctrl, paths[ctrl], v1file)
+		if paths[ctrl] == "" { // the controller is on the unified hierarchy
+			file = filepath.Join("/sys/fs/cgroup/unified", paths[""], v2file)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Errorf("%v", err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	got := []string{read("memory", "memory.limit_in_bytes", "memory.max"), read("pids", "pids.max", "pids.max"),
+		read("cpu", "cpu.cfs_quota_us", "cpu.max")}
+	if want := []string{"67108864", "20", "50000"}; strings.Join(got, " ") != strings.Join(want, " ") && strings.Join(got, " ") != "67108864 20 50000 100000" {
+		t.Errorf("cgroup limits %q, want %q (cgroups %q)", got, want, paths)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if code := exitCode(t, cmd); code != 143 {
+		t.Errorf("exit %d after SIGTERM, want 143", code)
+	}
+	e.checkClean()
 }
