@@ -111,4 +111,3 @@ func writeLayerTar(path string, seed int, size int64) error {
 	}
 	return f.Close()
 }
-
