@@ -46,7 +46,7 @@ func (s *Store) Load(ctx context.Context, r io.Reader) ([]LoadedImage, error) {
 		return nil, err
 	}
 	defer dec.Close()
-	l := &loader{s: s, files: map[string]*staged{}, meta: map[string][]byte{}, dirs: map[string]bool{}}
+	l := &loader{s: s, files: map[string]*staged{}, links: map[string]string{}, meta: map[string][]byte{}, dirs: map[string]bool{}}
 	defer l.discard()
 	if err := l.read(ctx, dec); err != nil {
 		return nil, err
@@ -79,10 +79,28 @@ func (f *staged) readAll(limit int64) ([]byte, error) {
 
 type loader struct {
 	s     *Store
-	files map[string]*staged // by clean name; links alias their target
+	files map[string]*staged // by clean name
+	links map[string]string  // symlinks and hardlinks: clean name -> clean target
 	meta  map[string][]byte  // the archive's small JSON files
 	dirs  map[string]bool
 	all   []*staged
+}
+
+// lookup finds the file name stands for, following links (old docker save
+// archives link shared layers); links are only names inside the archive, so
+// following them never touches the filesystem.
+func (l *loader) lookup(n string) *staged {
+	for i := 0; i < 16; i++ {
+		if f := l.files[n]; f != nil {
+			return f
+		}
+		t, ok := l.links[n]
+		if !ok {
+			return nil
+		}
+		n = t
+	}
+	return nil
 }
 
 var metaFiles = map[string]bool{"index.json": true, "manifest.json": true, "oci-layout": true, "repositories": true}
@@ -118,7 +136,8 @@ func (l *loader) read(ctx context.Context, r io.Reader) error {
 		if n == "" {
 			continue // "./"
 		}
-		if l.files[n] != nil || l.meta[n] != nil || (l.dirs[n] && hdr.Typeflag != tar.TypeDir) {
+		_, isLink := l.links[n]
+		if l.files[n] != nil || isLink || l.meta[n] != nil || (l.dirs[n] && hdr.Typeflag != tar.TypeDir) {
 			return badArchive("duplicate entry %q in image archive", hdr.Name)
 		}
 		switch hdr.Typeflag {
@@ -156,14 +175,10 @@ func (l *loader) read(ctx context.Context, r io.Reader) error {
 				target = path.Join(path.Dir(n), target)
 			}
 			t, err := archiveName(target)
-			if err != nil {
+			if err != nil || escapes(target) {
 				return badArchive("link %q -> %q points outside the archive", hdr.Name, hdr.Linkname)
 			}
-			f := l.files[t]
-			if f == nil {
-				return badArchive("link %q -> %q: no such file earlier in the archive", hdr.Name, hdr.Linkname)
-			}
-			l.files[n] = f
+			l.links[n] = t
 		default:
 			return badArchive("unexpected entry %q (type %q) in image archive: only files and directories belong there", hdr.Name, string(hdr.Typeflag))
 		}
@@ -193,7 +208,14 @@ func archiveName(n string) (string, error) {
 
 // checkBlobNames verifies every file under blobs/ against its name.
 func (l *loader) checkBlobNames() error {
-	for n, f := range l.files {
+	names := []string{}
+	for n := range l.files {
+		names = append(names, n)
+	}
+	for n := range l.links {
+		names = append(names, n)
+	}
+	for _, n := range names {
 		rest, ok := strings.CutPrefix(n, "blobs/")
 		if !ok {
 			continue
@@ -205,6 +227,10 @@ func (l *loader) checkBlobNames() error {
 		if alg != "sha256" {
 			return badArchive("%s: unsupported digest algorithm %s", n, alg)
 		}
+		f := l.lookup(n)
+		if f == nil {
+			return badArchive("%s: link to nothing in the archive", n)
+		}
 		if f.digest.Hex != hex {
 			return badArchive("%s: content is %s, not what its name says", n, f.digest)
 		}
@@ -215,7 +241,7 @@ func (l *loader) checkBlobNames() error {
 // blob finds a blob by digest in the archive (or, failing that, the store)
 // and checks its size.
 func (l *loader) blob(d v1.Descriptor) (*staged, error) {
-	if f := l.files["blobs/"+d.Digest.Algorithm+"/"+d.Digest.Hex]; f != nil {
+	if f := l.lookup("blobs/" + d.Digest.Algorithm + "/" + d.Digest.Hex); f != nil {
 		if f.size != d.Size {
 			return nil, badArchive("blob %s: %d bytes, descriptor says %d", d.Digest, f.size, d.Size)
 		}
@@ -421,7 +447,7 @@ func (l *loader) dockerImage(e dockerManifest) (v1.Image, []*staged, error) {
 		if err != nil {
 			return nil, err
 		}
-		f := l.files[c]
+		f := l.lookup(c)
 		if f == nil {
 			return nil, badArchive("manifest.json names %q, which is not in the archive", n)
 		}
