@@ -19,7 +19,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2
 trap cleanup EXIT
 
 go build -o "$W/strata" ./cmd/strata
-go run ./registry/bench/mkimage "$W/layout" "$LAYERS" "$SIZE"
+go run ./registry/bench/mkimage "$W/layout" "$LAYERS" "$SIZE" "$W/local" bench-local
 export DOCKER_CONFIG=$W/docker HOME=$W/home
 mkdir -p "$DOCKER_CONFIG" "$HOME"
 
@@ -62,11 +62,18 @@ for run in $(seq "$RUNS"); do
 	measure strata-push "$W/strata" push -q "$SRC" "$REG/bench/img:1"
 	measure strata-repush "$W/strata" push -q "$SRC" "$REG/bench/img:1"
 	measure crane-repush "$CRANE" push "$W/layout" "$REG/bench/img:1"
-	rm -rf "$W/crane-pull" "$W/root-$run" "$W"/reg-*/data
+	# a local image (uncompressed layers, as import or build make them):
+	# the first push compresses (once, cached), the next finds everything there
+	rm -rf "$W/local-$run" && cp -a "$W/local" "$W/local-$run"
+	export STRATA_ROOT=$W/local-$run
+	start_registry "local-$run"
+	measure strata-push-local-first "$W/strata" push -q bench-local "$REG/bench/local:1"
+	measure strata-repush-local "$W/strata" push -q bench-local "$REG/bench/local:1"
+	rm -rf "$W/crane-pull" "$W/root-$run" "$W/local-$run" "$W"/reg-*/data
 done
 
 echo
 echo "medians over $RUNS runs ($LAYERS layers x $SIZE bytes uncompressed):"
-for label in crane-push strata-push crane-pull strata-pull strata-repush crane-repush; do
-	grep "^$label " "$W/results" | sort -k2 -n | awk -v l="$label" '{s[NR]=$2; r[NR]=$3} END {m=int((NR+1)/2); printf "%-14s %7.2f s  peak RSS %6.1f MiB\n", l, s[m], r[m]/1024}'
+for label in crane-push strata-push crane-pull strata-pull strata-repush crane-repush strata-push-local-first strata-repush-local; do
+	grep "^$label " "$W/results" | sort -k2 -n | awk -v l="$label" '{s[NR]=$2; r[NR]=$3} END {m=int((NR+1)/2); printf "%-24s %7.2f s  peak RSS %6.1f MiB\n", l, s[m], r[m]/1024}'
 done
