@@ -537,3 +537,26 @@ func foregroundSleeper(t *testing.T) bool {
 	}
 	return false
 }
+
+// TestSandboxNoLeakedFDs: descriptors the caller inherited without
+// close-on-exec do not reach the container; only its stdio does.
+func TestSandboxNoLeakedFDs(t *testing.T) {
+	root := sbRoot(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	// ls lists its own descriptors: 0-2 and 3, its handle on the directory.
+	cmd := exec.Command(sandboxBin(t), "-rootfs", root, "--", "ls", "/proc/self/fd")
+	cmd.ExtraFiles = make([]*os.File, 20)
+	cmd.ExtraFiles[17], cmd.ExtraFiles[18] = r, w // fds 20 and 21 of sandboxrun, inheritable
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != "0\n1\n2\n3\n" {
+		t.Errorf("container's descriptors: %q, want 0 1 2 3", out)
+	}
+}

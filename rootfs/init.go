@@ -1,8 +1,10 @@
 package rootfs
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strings"
@@ -72,21 +74,24 @@ func InitMain() {
 }
 
 func initMain() (int, error) {
+	// Descriptors the caller's caller leaked to strata (not close-on-exec)
+	// must not reach the container: only 0-2 do.
+	syscall.CloseOnExec(configFD)
 	syscall.CloseOnExec(statusFD)
+	if err := unix.CloseRange(statusFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return ExitSetup, fmt.Errorf("sandbox: marking descriptors close-on-exec: %w", err)
+	}
 	sigs, sigsReady := notifySignals()
-	f := os.NewFile(configFD, "config")
-	var cfg initConfig
-	err := json.NewDecoder(f).Decode(&cfg)
-	f.Close()
+	cfg, err := readConfig()
 	if err != nil {
 		return ExitSetup, fmt.Errorf("sandbox: reading the init config: %w", err)
 	}
 	tr("config read")
-	if err := setupRoot(&cfg); err != nil {
+	if err := setupRoot(cfg); err != nil {
 		return ExitSetup, fmt.Errorf("sandbox: %w", err)
 	}
 	tr("root set up")
-	p, code, err := prepareProcess(&cfg)
+	p, code, err := prepareProcess(cfg)
 	if err != nil {
 		return code, err
 	}
@@ -98,4 +103,49 @@ func initMain() (int, error) {
 	<-sigsReady
 	tr("sigs ready")
 	return supervise(p, sigs)
+}
+
+// readConfig receives the process's stdin, stdout and stderr (SCM_RIGHTS
+// with the first byte), makes them init's fds 0-2, and decodes the config
+// that follows up to EOF.
+func readConfig() (*initConfig, error) {
+	first := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	n, oobn, _, _, err := unix.Recvmsg(configFD, first, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, io.ErrUnexpectedEOF // closed unused
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for i := range msgs {
+		rights, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			return nil, err
+		}
+		fds = append(fds, rights...)
+	}
+	if len(fds) != 3 {
+		return nil, fmt.Errorf("got %d stdio descriptors, want 3", len(fds))
+	}
+	for i, fd := range fds {
+		if err := unix.Dup3(fd, i, 0); err != nil {
+			return nil, err
+		}
+	}
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	f := os.NewFile(configFD, "config")
+	defer f.Close()
+	var cfg initConfig
+	if err := json.NewDecoder(io.MultiReader(bytes.NewReader(first), f)).Decode(&cfg); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
 }

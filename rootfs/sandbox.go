@@ -1,0 +1,244 @@
+package rootfs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sandbox is a sandbox whose init already runs, in its new namespaces,
+// waiting for the Spec of its one process. Starting it ahead of Run overlaps
+// the start of init (a re-exec of the strata binary, a few milliseconds)
+// with the caller's own preparation of the image and snapshot:
+//
+//	sb, err := rootfs.Start(network) // first thing
+//	defer sb.Close()
+//	... prepare mounts ...
+//	code, err := sb.Run(ctx, spec)
+//
+// A Sandbox runs at most one Spec. Close kills an unused one; it is a no-op
+// after Run. Like Run, Start's init dies with the calling process (its
+// Pdeathsig is tied to the calling thread: do not call Start from a
+// goroutine that locked its OS thread and may exit).
+type Sandbox struct {
+	network string
+	newNet  bool
+	proc    *os.Process
+	conn    *os.File // our end of the config socket (SCM_RIGHTS + JSON)
+	status  *os.File // read end of init's status pipe
+	waited  chan *os.ProcessState
+
+	mu     sync.Mutex
+	used   bool
+	ps     *os.ProcessState
+	closed bool
+}
+
+// Start starts a sandbox's init with network mode network (see
+// Spec.Network); the Spec given to Run must have the same mode.
+func Start(network string) (*Sandbox, error) {
+	newNet, err := newNetwork(network)
+	if err != nil {
+		return nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	conn, child := os.NewFile(uintptr(fds[0]), "config"), os.NewFile(uintptr(fds[1]), "config")
+	defer child.Close()
+	stR, stW, err := os.Pipe()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	defer stW.Close()
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		conn.Close()
+		stR.Close()
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	defer null.Close()
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if newNet {
+		flags |= unix.CLONE_NEWNET
+	}
+	tr("starting")
+	// init's stdio are /dev/null until Run passes the process's own.
+	proc, err := os.StartProcess("/proc/self/exe", []string{initArg0}, &os.ProcAttr{
+		Env:   initEnviron(),
+		Files: []*os.File{null, null, null, child, stW},
+		Sys: &syscall.SysProcAttr{
+			Cloneflags: flags,
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	})
+	if err != nil {
+		conn.Close()
+		stR.Close()
+		return nil, fmt.Errorf("sandbox: starting init: %w", err)
+	}
+	tr("started")
+	sb := &Sandbox{network: network, newNet: newNet, proc: proc, conn: conn, status: stR, waited: make(chan *os.ProcessState, 1)}
+	go func() {
+		ps, _ := proc.Wait()
+		sb.waited <- ps
+	}()
+	return sb, nil
+}
+
+// Close ends an unused sandbox (killing its init) and releases what Start
+// opened. It returns once init is gone.
+func (sb *Sandbox) Close() error {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if sb.closed {
+		return nil
+	}
+	sb.closed = true
+	if sb.ps == nil {
+		_ = sb.proc.Kill()
+		sb.ps = <-sb.waited
+	}
+	sb.conn.Close()
+	sb.status.Close()
+	return nil
+}
+
+// Run runs spec in the sandbox and waits for it to end, as the package's
+// Run does; the sandbox is closed when it returns.
+func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error) {
+	sb.mu.Lock()
+	if sb.used || sb.closed {
+		sb.mu.Unlock()
+		return ExitSetup, errors.New("sandbox: already used")
+	}
+	sb.used = true
+	sb.mu.Unlock()
+	defer sb.Close()
+
+	if newNet, err := newNetwork(spec.Network); err != nil {
+		return ExitSetup, err
+	} else if newNet != sb.newNet {
+		return ExitSetup, fmt.Errorf("sandbox: started for network %q, spec wants %q", sb.network, spec.Network)
+	}
+	cfg, err := newInitConfig(&spec)
+	if err != nil {
+		return ExitSetup, err
+	}
+	limits, err := limitsOf(&spec)
+	if err != nil {
+		return ExitSetup, err
+	}
+	var s stdio
+	defer s.close()
+	if err := s.open(&spec, cfg); err != nil {
+		return ExitSetup, fmt.Errorf("sandbox: %w", err)
+	}
+	var cg *cgroup
+	if len(limits) > 0 {
+		if cg, err = newCgroup(randomHex(16), limits); err != nil {
+			return ExitSetup, err
+		}
+		defer func() {
+			if rerr := cg.remove(); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+		// init reads its config only once it is in the cgroup: no process
+		// of the container ever runs outside it.
+		if err := cg.add(sb.proc.Pid); err != nil {
+			return ExitSetup, fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	if err := sb.send(cfg, s.files); err != nil {
+		return ExitSetup, fmt.Errorf("sandbox: starting init: %w", err)
+	}
+	s.closeChildEnds()
+	return sb.wait(ctx, &spec, &s)
+}
+
+// send hands init the process's stdio (SCM_RIGHTS with the first byte) and
+// its config (JSON up to EOF).
+func (sb *Sandbox) send(cfg *initConfig, files [3]*os.File) error {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	rights := unix.UnixRights(int(files[0].Fd()), int(files[1].Fd()), int(files[2].Fd()))
+	raw, err := sb.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), []byte{'{'}, rights, nil, 0)
+		return serr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return serr
+	}
+	if _, err := sb.conn.Write(b[1:]); err != nil {
+		return err
+	}
+	return unix.Shutdown(int(sb.conn.Fd()), unix.SHUT_WR)
+}
+
+// wait relays signals and the terminal until init ends, and turns how it
+// ended into Run's result.
+func (sb *Sandbox) wait(ctx context.Context, spec *Spec, s *stdio) (int, error) {
+	var detach func()
+	var ttyDone <-chan struct{}
+	if s.pty != nil {
+		ttyDone, detach = s.pty.attach(spec.Stdin, spec.Stdout)
+	}
+	var ps *os.ProcessState
+	var ctxErr error
+	for ps == nil {
+		select {
+		case ps = <-sb.waited:
+		case sig := <-spec.Signals:
+			_ = sb.proc.Signal(sig)
+		case <-ctx.Done():
+			ctxErr = ctx.Err()
+			_ = sb.proc.Kill()
+			ps = <-sb.waited
+		}
+	}
+	sb.mu.Lock()
+	sb.ps = ps
+	sb.mu.Unlock()
+	tr("waited")
+	if ttyDone != nil {
+		<-ttyDone
+		detach()
+	}
+	s.waitCopies()
+	if ctxErr != nil {
+		return exitSignalBase + int(syscall.SIGKILL), ctxErr
+	}
+	if status, _ := io.ReadAll(io.LimitReader(sb.status, 64<<10)); len(status) > 0 {
+		codeStr, msg, _ := strings.Cut(strings.TrimRight(string(status), "\n"), " ")
+		code, err := strconv.Atoi(codeStr)
+		if err != nil {
+			code = ExitSetup
+		}
+		return code, errors.New(msg)
+	}
+	if ps == nil {
+		return ExitSetup, errors.New("sandbox: lost init")
+	}
+	return exitStatus(ps.Sys().(syscall.WaitStatus)), nil
+}
