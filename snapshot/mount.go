@@ -227,10 +227,11 @@ func shortLowers(lowers []string) (dir string, short []string, ok bool) {
 	return dir, short, true
 }
 
-// overlayWorks reports whether an overlay with upper and work directories
+// probeOverlay reports whether an overlay with upper and work directories
 // under dir can be created. It uses a detached filesystem context (never
 // attached anywhere), so nothing is left mounted even if strata dies here.
-func overlayWorks(dir string) error {
+// overlayWorks (probecache.go) remembers its success.
+func probeOverlay(dir string) error {
 	tmp, err := os.MkdirTemp(dir, ".probe-")
 	if err != nil {
 		return err
