@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -71,7 +72,7 @@ func BenchmarkCommit1GiB(b *testing.B) {
 	benchTree(b, upper, total)
 	b.SetBytes(total)
 	b.ResetTimer()
-	var commitT, tarT time.Duration
+	var commitT, tarT, diffT time.Duration
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
 		l, err := sn.Commit(ctx, "bench")
@@ -86,9 +87,17 @@ func BenchmarkCommit1GiB(b *testing.B) {
 			b.Fatalf("%v: %s", err, out)
 		}
 		tarT += time.Since(t1)
+		t2 := time.Now()
+		h256 := sha256.New()
+		pw := newPipelinedWriter(h256)
+		must2(b, sn.Diff(ctx, "bench", pw))
+		must2(b, pw.Close())
+		diffT += time.Since(t2)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(commitT.Milliseconds())/float64(b.N), "commit-ms/op")
 	b.ReportMetric(float64(tarT.Milliseconds())/float64(b.N), "tar|sha256sum-ms/op")
-	b.ReportMetric(float64(tarT)/float64(commitT), "speed-ratio")
+	b.ReportMetric(float64(diffT.Milliseconds())/float64(b.N), "diff|sha256-ms/op")
+	b.ReportMetric(float64(tarT)/float64(commitT), "commit-ratio")
+	b.ReportMetric(float64(tarT)/float64(diffT), "diff-ratio")
 }

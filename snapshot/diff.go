@@ -284,6 +284,7 @@ func changes(root *node, lv lowerView) []Change {
 // treeWriter writes a diff tree as a tar stream.
 type treeWriter struct {
 	tw    *tar.Writer
+	bp    bufferProvider // non-nil: read file data straight into the sink
 	epoch *time.Time
 	links map[[2]uint64]string
 	buf   []byte
@@ -291,7 +292,12 @@ type treeWriter struct {
 
 // writeTree writes the tree rooted at root (the root itself is not an entry).
 func writeTree(ctx context.Context, root *node, w io.Writer, epoch *time.Time) error {
-	t := &treeWriter{tw: tar.NewWriter(w), epoch: epoch, links: map[[2]uint64]string{}, buf: make([]byte, copyBufSize)}
+	t := &treeWriter{tw: tar.NewWriter(w), epoch: epoch, links: map[[2]uint64]string{}}
+	if bp, ok := w.(bufferProvider); ok {
+		t.bp = bp
+	} else {
+		t.buf = make([]byte, copyBufSize)
+	}
 	if err := t.children(ctx, root); err != nil {
 		return err
 	}
@@ -344,7 +350,7 @@ func (t *treeWriter) entry(ctx context.Context, n *node) error {
 			return err
 		}
 		defer f.Close()
-		m, err := io.CopyBuffer(writerOnly{t.tw}, readerOnly{f}, t.buf)
+		m, err := t.copyFile(f, hdr.Size)
 		if err != nil {
 			return err
 		}
@@ -353,6 +359,34 @@ func (t *treeWriter) entry(ctx context.Context, n *node) error {
 		}
 	}
 	return nil
+}
+
+// copyFile writes up to size bytes of f into the tar stream.
+func (t *treeWriter) copyFile(f *os.File, size int64) (int64, error) {
+	if t.bp == nil {
+		return io.CopyBuffer(writerOnly{t.tw}, io.LimitReader(readerOnly{f}, size), t.buf)
+	}
+	var m int64
+	for m < size {
+		buf := t.bp.Buffer()
+		if int64(len(buf)) > size-m {
+			buf = buf[:size-m]
+		}
+		n, err := f.Read(buf)
+		if n > 0 {
+			if _, werr := t.tw.Write(buf[:n]); werr != nil {
+				return m, werr
+			}
+			m += int64(n)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return m, err
+		}
+	}
+	return m, nil
 }
 
 func (t *treeWriter) header(n *node) (*tar.Header, error) {

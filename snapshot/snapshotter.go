@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -335,11 +334,7 @@ func commit(ctx context.Context, s *store.Store, key string, diff func(context.C
 	}
 	defer w.Close()
 	pw := newPipelinedWriter(w)
-	bw := bufio.NewWriterSize(pw, copyBufSize)
-	err = diff(ctx, key, bw)
-	if err == nil {
-		err = bw.Flush()
-	}
+	err = diff(ctx, key, pw)
 	if cerr := pw.Close(); err == nil {
 		err = cerr
 	}
