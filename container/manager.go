@@ -225,12 +225,22 @@ func (m *Manager) newRecord(c *Container) (*lock, error) {
 // command could not be executed. With opts.AutoRemove the container is
 // removed when the process ends.
 func (m *Manager) Run(ctx context.Context, image string, opts Options, sio IO) (int, error) {
+	// The sandbox's init (a re-exec of strata) starts while the image and
+	// snapshot are prepared.
+	var sb *rootfs.Sandbox
+	if opts.Network == "" || opts.Network == rootfs.NetworkNone || opts.Network == rootfs.NetworkHost {
+		var err error
+		if sb, err = rootfs.Start(opts.Network); err != nil {
+			return rootfs.ExitSetup, err
+		}
+		defer sb.Close()
+	}
 	c, l, err := m.create(ctx, image, opts, true)
 	if err != nil {
 		return rootfs.ExitSetup, err
 	}
 	defer l.release()
-	code, err := m.start(ctx, c, sio)
+	code, err := m.start(ctx, c, sio, sb)
 	if opts.AutoRemove {
 		if rerr := m.destroy(context.WithoutCancel(ctx), c); rerr != nil && err == nil {
 			return code, rerr
@@ -248,7 +258,7 @@ func (m *Manager) Start(ctx context.Context, ref string, sio IO) (int, error) {
 		return rootfs.ExitSetup, err
 	}
 	defer l.release()
-	code, err := m.start(ctx, c, sio)
+	code, err := m.start(ctx, c, sio, nil)
 	if c.Host.AutoRemove {
 		if rerr := m.destroy(context.WithoutCancel(ctx), c); rerr != nil && err == nil {
 			return code, rerr
@@ -280,7 +290,8 @@ func (m *Manager) lockRef(ref string) (*Container, *lock, error) {
 }
 
 // start runs c's process (c locked by the caller) and records how it ended.
-func (m *Manager) start(ctx context.Context, c *Container, sio IO) (int, error) {
+// sb, when not nil, is a sandbox started ahead for c's network mode.
+func (m *Manager) start(ctx context.Context, c *Container, sio IO, sb *rootfs.Sandbox) (int, error) {
 	// From here the process's fate is decided by signals, which the sandbox
 	// forwards: the caller's signal-cancelled context must not kill it, nor
 	// stop the bookkeeping after it.
@@ -328,7 +339,13 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO) (int, error) 
 	if sio.Stderr != nil {
 		spec.Stderr = sio.Stderr
 	}
-	code, err := rootfs.Run(ctx, spec)
+	var code int
+	var err error
+	if sb != nil {
+		code, err = sb.Run(ctx, spec)
+	} else {
+		code, err = rootfs.Run(ctx, spec)
+	}
 	signal.Stop(sigs)
 	if err != nil && code == 0 {
 		code = rootfs.ExitSetup
