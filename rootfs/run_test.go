@@ -1,0 +1,237 @@
+package rootfs_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-dev/strata/rootfs"
+)
+
+// TestMain lets the test binary serve as the sandbox's init: Run re-executes
+// /proc/self/exe, which is this binary.
+func TestMain(m *testing.M) {
+	if rootfs.IsInit() {
+		rootfs.InitMain()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// busyboxRoot makes a minimal root: a static busybox and its applets.
+func busyboxRoot(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("busybox not installed")
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	for _, d := range []string{"bin", "etc", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(filepath.Dir(root), 0o755)
+	b, err := os.ReadFile(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"sh", "cat", "echo", "sleep", "true", "id", "ls"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+	return root
+}
+
+func TestRunStreams(t *testing.T) {
+	root := busyboxRoot(t)
+	var out, errb bytes.Buffer
+	code, err := rootfs.Run(context.Background(), rootfs.Spec{
+		RootfsDir: root,
+		Args:      []string{"sh", "-c", "cat; echo to-err >&2; exit 7"},
+		Stdin:     strings.NewReader("from stdin\n"),
+		Stdout:    &out,
+		Stderr:    &errb,
+	})
+	if err != nil || code != 7 {
+		t.Fatalf("Run = %d, %v; want 7, nil", code, err)
+	}
+	if out.String() != "from stdin\n" || errb.String() != "to-err\n" {
+		t.Errorf("stdout %q, stderr %q", out.String(), errb.String())
+	}
+	// One writer for both keeps the order.
+	var both bytes.Buffer
+	code, err = rootfs.Run(context.Background(), rootfs.Spec{
+		RootfsDir: root,
+		Args:      []string{"sh", "-c", "echo 1; echo 2 >&2; echo 3"},
+		Stdout:    &both,
+		Stderr:    &both,
+	})
+	if err != nil || code != 0 || both.String() != "1\n2\n3\n" {
+		t.Errorf("Run = %d, %v, output %q", code, err, both.String())
+	}
+}
+
+func TestRunCancel(t *testing.T) {
+	root := busyboxRoot(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	done := make(chan struct{})
+	var code int
+	var err error
+	go func() {
+		defer close(done)
+		code, err = rootfs.Run(ctx, rootfs.Spec{
+			RootfsDir: root,
+			Args:      []string{"sh", "-c", "echo ready; exec sleep 1000"},
+			Stdout:    w,
+		})
+	}()
+	line := make([]byte, 6)
+	if _, rerr := r.Read(line); rerr != nil || string(line) != "ready\n" {
+		t.Fatalf("read %q, %v", line, rerr)
+	}
+	cancel()
+	<-done
+	w.Close()
+	if code != 137 || !errors.Is(err, context.Canceled) {
+		t.Errorf("Run after cancel = %d, %v; want 137, context.Canceled", code, err)
+	}
+	if n := sleepers(); n != 0 {
+		t.Errorf("%d sleep 1000 processes left after cancel", n)
+	}
+}
+
+// sleepers counts the processes running "sleep 1000" (all in the test's
+// sandboxes).
+func sleepers() int {
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && string(b) == "sleep\x001000\x00" {
+			n++
+		}
+	}
+	return n
+}
+
+func TestRunSignals(t *testing.T) {
+	root := busyboxRoot(t)
+	sigs := make(chan os.Signal, 1)
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	type result struct {
+		code int
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		code, err := rootfs.Run(context.Background(), rootfs.Spec{
+			RootfsDir: root,
+			Args:      []string{"sh", "-c", `trap 'echo got USR2; exit 9' USR2; echo ready; sleep 1000 & wait`},
+			Stdout:    w,
+			Signals:   sigs,
+		})
+		res <- result{code, err}
+	}()
+	buf := make([]byte, 64)
+	n, _ := r.Read(buf)
+	if string(buf[:n]) != "ready\n" {
+		t.Fatalf("read %q", buf[:n])
+	}
+	sigs <- syscall.SIGUSR2
+	got := <-res
+	w.Close()
+	n, _ = r.Read(buf)
+	if got.code != 9 || got.err != nil || string(buf[:n]) != "got USR2\n" {
+		t.Errorf("Run = %d, %v, output %q; want 9, nil, %q", got.code, got.err, buf[:n], "got USR2\n")
+	}
+}
+
+func TestSandboxStartClose(t *testing.T) {
+	root := busyboxRoot(t)
+	// An unused sandbox is killed by Close.
+	sb, err := rootfs.Start(rootfs.NetworkNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := sb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("Close took %v", time.Since(start))
+	}
+	if code, err := sb.Run(context.Background(), rootfs.Spec{RootfsDir: root, Args: []string{"true"}}); err == nil || code != rootfs.ExitSetup {
+		t.Errorf("Run after Close = %d, %v; want an error", code, err)
+	}
+	// A started sandbox runs one spec of its network mode.
+	sb, err = rootfs.Start(rootfs.NetworkHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Run(context.Background(), rootfs.Spec{RootfsDir: root, Args: []string{"true"}}); err == nil {
+		t.Error("Run with network none in a host-network sandbox succeeded")
+	}
+	sb, _ = rootfs.Start(rootfs.NetworkHost)
+	var out bytes.Buffer
+	code, err := sb.Run(context.Background(), rootfs.Spec{RootfsDir: root, Network: rootfs.NetworkHost, Args: []string{"echo", "hi"}, Stdout: &out})
+	if code != 0 || err != nil || out.String() != "hi\n" {
+		t.Errorf("Run = %d, %v, %q", code, err, out.String())
+	}
+	if _, err := sb.Run(context.Background(), rootfs.Spec{RootfsDir: root, Network: rootfs.NetworkHost, Args: []string{"true"}}); err == nil {
+		t.Error("second Run of a sandbox succeeded")
+	}
+	sb.Close()
+}
+
+func TestRunBadSpec(t *testing.T) {
+	root := busyboxRoot(t)
+	tests := []struct {
+		spec rootfs.Spec
+		want string
+	}{
+		{rootfs.Spec{RootfsDir: root}, "no command specified"},
+		{rootfs.Spec{Args: []string{"true"}}, "no root filesystem given"},
+		{rootfs.Spec{RootfsDir: root + "/nonexistent", Args: []string{"true"}}, "root filesystem: stat " + root + "/nonexistent: no such file or directory"},
+		{rootfs.Spec{RootfsDir: root, Args: []string{"true"}, Hostname: "a/b"}, `invalid hostname "a/b"`},
+		{rootfs.Spec{RootfsDir: root, Args: []string{"true"}, Memory: 1000}, "minimum memory limit allowed is 6MB"},
+		{rootfs.Spec{RootfsDir: root, Args: []string{"true"}, CPUs: 0.001}, "--cpus 0.001 is below the minimum of 0.01"},
+		{rootfs.Spec{RootfsDir: root, Args: []string{"true"}, Binds: []rootfs.Bind{{Source: root, Target: "/"}}}, `bind mount target "/" must be an absolute path other than /`},
+		{rootfs.Spec{RootfsDir: root, Args: []string{"true"}, Tmpfs: []rootfs.Tmpfs{{Target: "rel"}}}, `tmpfs target "rel" must be an absolute path other than /`},
+	}
+	for _, tt := range tests {
+		code, err := rootfs.Run(context.Background(), tt.spec)
+		if code != rootfs.ExitSetup || err == nil || err.Error() != tt.want {
+			t.Errorf("Run(%+v) = %d, %v; want %d, %q", tt.spec, code, err, rootfs.ExitSetup, tt.want)
+		}
+	}
+}
+
+func Example() {
+	code, err := rootfs.Run(context.Background(), rootfs.Spec{
+		RootfsDir: "/path/to/root",
+		Args:      []string{"sh", "-c", "echo hello"},
+		Stdout:    os.Stdout,
+		Stderr:    os.Stderr,
+	})
+	fmt.Println(code, err)
+}
