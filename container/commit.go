@@ -8,6 +8,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/strata-dev/strata/store"
 )
@@ -78,8 +79,16 @@ func (m *Manager) Commit(ctx context.Context, ref, name string, opts CommitOptio
 		return fail(err)
 	}
 	now := time.Now().UTC()
+	// The new layer is stored uncompressed, and typed to match the
+	// manifest it joins: a docker manifest (a pulled image) gets docker's
+	// type, so that save and push compress it like its siblings.
+	layerType := types.OCIUncompressedLayer
+	if mt, err := base.MediaType(); err == nil && mt == types.DockerManifestSchema2 {
+		layerType = types.DockerUncompressedLayer
+	}
 	img, err := mutate.Append(base, mutate.Addendum{
-		Layer: layer,
+		Layer:     layer,
+		MediaType: layerType,
 		History: v1.History{
 			Created:   v1.Time{Time: now},
 			CreatedBy: strings.Join(c.Config.Cmd, " "),
