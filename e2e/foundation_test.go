@@ -737,3 +737,44 @@ func TestDebootstrapRoundTrip(t *testing.T) {
 	}
 	e.ok("fsck")
 }
+
+// TestNoSpace: a store on a full filesystem fails with one line naming the
+// problem and stays consistent.
+func TestNoSpace(t *testing.T) {
+	requireRoot(t)
+	base := baseTar(t)
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	defer exec.Command("umount", mnt).Run()
+	e := &env{t: t, Root: filepath.Join(mnt, "store")}
+	e.ok("import", base, "small") // 2.1MB fits
+	before := fndStoreState(t, e)
+	e.fails("no space left on device", "import", base, "again:1", "--change", "USER 1")
+	e.fails("no space left on device", "save", "-o", filepath.Join(mnt, "out.tar"), "small")
+	if after := fndStoreState(t, e); after != before {
+		t.Errorf("store changed:\nbefore %s\nafter  %s", before, after)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "out.tar")); err == nil {
+		t.Error("failed save left its output file")
+	}
+	e.ok("fsck")
+}
+
+// TestSaveRefusesTerminal: an archive is never written to a terminal.
+func TestSaveRefusesTerminal(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script(1) is not installed")
+	}
+	e := withBase(t)
+	for _, cmd := range []string{"save bbase", "export bbase"} {
+		c := exec.Command("script", "-qec", strataBin+" "+cmd, os.DevNull)
+		c.Env = append(os.Environ(), "STRATA_ROOT="+e.Root)
+		out, err := c.CombinedOutput()
+		want := "refusing to write an archive to a terminal; use -o FILE or redirect stdout"
+		if err == nil || !strings.Contains(string(out), want) || len(out) > 200 {
+			t.Errorf("%s on a terminal: %v\n%q", cmd, err, out)
+		}
+	}
+}
