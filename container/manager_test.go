@@ -110,10 +110,10 @@ func TestReconcileAndReap(t *testing.T) {
 	}
 	var got []string
 	for _, c := range all {
-		got = append(got, c.Name+":"+c.StatusText(now.Add(time.Minute)))
+		got = append(got, c.Name+":"+c.StatusText(now.Add(2*time.Minute)))
 	}
 	// named_dead's strata is gone: exited (killed with it) as of this List.
-	want := []string{"named_alive:Up About a minute", "named_dead:Exited (137) About a minute ago", "create_rm:Created", "rm_alive:Up About a minute"}
+	want := []string{"named_alive:Up 2 minutes", "named_dead:Exited (137) About a minute ago", "create_rm:Created", "rm_alive:Up 2 minutes"}
 	if !slices.Equal(got, want) {
 		t.Errorf("ps -a = %q, want %q", got, want)
 	}
