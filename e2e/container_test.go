@@ -296,6 +296,14 @@ func TestContainerLifecycle(t *testing.T) {
 	if got := e.ok("ps", "-a"); strings.Count(got, "\n") != 1 {
 		t.Errorf("ps -a after rm -f:\n%s", got)
 	}
+
+	// run -d: create + detached start, printing the ID.
+	id = strings.TrimSpace(e.ok("run", "-d", "--name", "bg2", "bbase", "sleep", "1000"))
+	if ps := e.ok("ps", "-q"); ps != id[:12]+"\n" {
+		t.Errorf("ps -q after run -d = %q, want %s", ps, id[:12])
+	}
+	e.ok("rm", "-f", id[:8])
+	e.checkClean()
 }
 
 // TestContainerSignals: SIGTERM and SIGINT to `strata run` reach the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,7 @@ func init() { register(newRunCmd) }
 
 func newRunCmd(g *globals) *cobra.Command {
 	var f containerFlags
+	var detach bool
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
 		Short: "Run a command in a new container",
@@ -27,11 +29,23 @@ func newRunCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return &exitError{125, err}
 			}
+			if detach {
+				c, err := m.Create(cmd.Context(), image, opts)
+				if err != nil {
+					return &exitError{125, err}
+				}
+				if _, err := m.StartDetached(cmd.Context(), c.ID, startWorker(g)); err != nil {
+					return &exitError{125, err}
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), c.ID)
+				return nil
+			}
 			code, err := m.Run(cmd.Context(), image, opts, stdio(opts.Stdin))
 			return exitStatus(code, err)
 		},
 	}
 	f.add(cmd.Flags())
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run the container in the background and print its ID")
 	cmd.SetFlagErrorFunc(flagError125)
 	return cmd
 }

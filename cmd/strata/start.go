@@ -25,12 +25,7 @@ func newStartCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if !attach && !interactive {
-				exe, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				worker := func(id string) []string { return []string{exe, "--root", g.root, "start", "--attach", id} }
-				if _, err := m.StartDetached(cmd.Context(), args[0], worker); err != nil {
+				if _, err := m.StartDetached(cmd.Context(), args[0], startWorker(g)); err != nil {
 					return err
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), args[0])
@@ -45,4 +40,16 @@ func newStartCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "attach stdout and stderr and exit with the container's status")
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "attach stdin too")
 	return cmd
+}
+
+// startWorker is the command line of the strata that runs a detached
+// container: `strata start --attach ID`, against the same store.
+func startWorker(g *globals) func(id string) []string {
+	return func(id string) []string {
+		exe, err := os.Executable()
+		if err != nil {
+			exe = "/proc/self/exe"
+		}
+		return []string{exe, "--root", g.root, "start", "--attach", id}
+	}
 }
