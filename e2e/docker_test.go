@@ -58,6 +58,23 @@ func TestDockerLoadRun(t *testing.T) {
 	if got := dockerRoundTrip(t, e, "greeter"); got != "hello from busybox\n1000\n" {
 		t.Errorf("docker run printed %q", got)
 	}
+	// And back: docker's own save format loads into strata as the same image.
+	name := fmt.Sprintf("strata-e2e/greeter:%d", os.Getpid())
+	back := filepath.Join(t.TempDir(), "docker-save.tar")
+	if out, err := exec.Command("docker", "save", "-o", back, name).CombinedOutput(); err != nil {
+		t.Fatalf("docker save: %v %s", err, out)
+	}
+	e2 := newEnv(t)
+	if out := e2.ok("load", "-i", back); out != "Loaded image: "+name+"\n" {
+		t.Errorf("load of docker save: %q", out)
+	}
+	if a, b := fndInspect(t, e, "greeter").Id, fndInspect(t, e2, name).Id; a != b {
+		t.Errorf("image ID %s after docker save/strata load, was %s", b, a)
+	}
+	if e.ok("export", "greeter") != e2.ok("export", name) {
+		t.Error("tree differs after docker save/strata load")
+	}
+	e2.ok("fsck")
 	t.Run("debootstrap", func(t *testing.T) {
 		tree := debootstrapTree(t)
 		se := &env{t: t, Root: e.Root}
