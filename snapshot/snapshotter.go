@@ -99,8 +99,12 @@ func WithSourceDateEpoch(t time.Time) Option {
 }
 
 // New returns a snapshotter over the store. kind is "overlay", "native" or
-// "" (overlay when it can be created on the store's filesystem, else native).
+// "": the STRATA_SNAPSHOTTER environment variable when set, else overlay
+// when it can be created on the store's filesystem, else native.
 func New(s *store.Store, kind string, opts ...Option) (Snapshotter, error) {
+	if kind == "" {
+		kind = os.Getenv("STRATA_SNAPSHOTTER")
+	}
 	root, err := s.Dir("snapshots")
 	if err != nil {
 		return nil, fmt.Errorf("opening snapshots: %w", err)
