@@ -290,9 +290,9 @@ func sameMeta(n *node, lp string, l *unix.Stat_t) (bool, error) {
 // where the filesystem can, else copied in the kernel (copy_file_range).
 // With tag, each directory gets origTag.
 func copyTree(ctx context.Context, src, dst string, tag bool) error {
-	c := &copier{links: map[[2]uint64]string{}, tag: tag}
+	c := &copier{links: map[[2]uint64]string{}, tag: tag, root: dst}
 	if err := c.copy(ctx, src, dst); err != nil {
-		return err
+		return fmt.Errorf("copying %s: %w", src, err)
 	}
 	for i := len(c.dirs) - 1; i >= 0; i-- {
 		d := c.dirs[i]
@@ -312,6 +312,7 @@ type copier struct {
 	links map[[2]uint64]string
 	dirs  []copiedDir
 	tag   bool
+	root  string // may exist already (an empty directory)
 }
 
 func (c *copier) copy(ctx context.Context, src, dst string) error {
@@ -324,8 +325,8 @@ func (c *copier) copy(ctx context.Context, src, dst string) error {
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		if err := unix.Mkdir(dst, 0o700); err != nil {
-			return err
+		if err := unix.Mkdir(dst, 0o700); err != nil && !(err == unix.EEXIST && dst == c.root) {
+			return &os.PathError{Op: "mkdir", Path: dst, Err: err}
 		}
 		if err := c.attrs(src, dst, &st); err != nil {
 			return err

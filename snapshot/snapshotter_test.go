@@ -189,4 +189,37 @@ func TestPrepareErrors(t *testing.T) {
 	}
 }
 
+// TestPrepareChains prepares a stack, then stacks that share its prefix
+// (the native snapshotter builds them from the cached prefix): each sees
+// exactly the flattened layers.
+func TestPrepareChains(t *testing.T) {
+	ks := kinds(t)
+	ctx := context.Background()
+	lowers := confLowers(t)
+	third := mkTar(t, dir("etc", 0o755), file("etc/.wh.conf", "", 0), file("etc/third", "3", 0o600), file(".wh.opt", "", 0))
+	for _, kind := range ks {
+		t.Run(kind, func(t *testing.T) {
+			s, err := store.Open(t.TempDir())
+			must(t, err)
+			sn, err := New(s, kind)
+			must(t, err)
+			all := layersFromTars(t, append(lowers, third))
+			for i, n := range []int{1, 3, 2, 3} {
+				key := fmt.Sprintf("k%d", i)
+				ms, err := sn.Prepare(ctx, key, all[:n])
+				must(t, err)
+				mnt, umount := mountForTest(t, ms)
+				got := dumpTree(t, mnt, "", false)
+				umount()
+				want := t.TempDir()
+				must(t, ApplyLayers(ctx, all[:n], want, UnpackOptions{}))
+				if d := diffLines(dumpTree(t, want, "", false), got); d != "" {
+					t.Fatalf("%d layers: tree differs from the applied layers:\n%s", n, d)
+				}
+				must(t, sn.Remove(ctx, key))
+			}
+		})
+	}
+}
+
 var _ v1.Layer
