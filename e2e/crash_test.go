@@ -160,3 +160,60 @@ func fndCheckConsistent(t *testing.T, e *env, name, what string, i int, d time.D
 		t.Fatalf("iteration %d: inspect %s: %s", i, name, r.Stderr)
 	}
 }
+
+// TestConcurrentProcesses: imports, saves, tags, rmis and prunes running at
+// once in separate processes leave every image whole and fsck clean.
+func TestConcurrentProcesses(t *testing.T) {
+	e := withBase(t)
+	dir := t.TempDir()
+	rng := rand.New(rand.NewSource(1))
+	var inputs []string
+	for i := 0; i < 4; i++ {
+		inputs = append(inputs, crashInput(t, dir, rng, i))
+	}
+	type job struct {
+		args  []string
+		stdin string
+	}
+	var jobs []job
+	for i, in := range inputs {
+		jobs = append(jobs, job{args: []string{"import", "-", fmt.Sprintf("c%d", i)}, stdin: in})
+		jobs = append(jobs, job{args: []string{"prune"}})
+		jobs = append(jobs, job{args: []string{"save", "-o", filepath.Join(dir, fmt.Sprintf("s%d.tar", i)), "bbase"}})
+		jobs = append(jobs, job{args: []string{"tag", "bbase", fmt.Sprintf("t%d", i)}})
+	}
+	errs := make(chan string, len(jobs))
+	for _, j := range jobs {
+		go func() {
+			cmd := exec.Command(strataBin, j.args...)
+			cmd.Env = append(os.Environ(), "STRATA_ROOT="+e.Root)
+			if j.stdin != "" {
+				f, err := os.Open(j.stdin)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				defer f.Close()
+				cmd.Stdin = f
+			}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs <- fmt.Sprintf("strata %s: %v %s", strings.Join(j.args, " "), err, out)
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range jobs {
+		if msg := <-errs; msg != "" {
+			t.Error(msg)
+		}
+	}
+	for i := range inputs {
+		e.ok("export", fmt.Sprintf("c%d", i), "-o", os.DevNull)
+		e.ok("inspect", fmt.Sprintf("t%d", i))
+		e2 := newEnv(t)
+		e2.ok("load", "-i", filepath.Join(dir, fmt.Sprintf("s%d.tar", i)))
+	}
+	e.ok("prune")
+	e.ok("fsck")
+}
