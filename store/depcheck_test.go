@@ -1,0 +1,21 @@
+package store
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportBoundaries: the store is the bottom of strata; it must not
+// depend on any other strata package (and never on cmd/).
+func TestImportBoundaries(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, "github.com/strata-dev/strata/") && p != "github.com/strata-dev/strata/store" {
+			t.Errorf("store imports %s", p)
+		}
+	}
+}
