@@ -131,8 +131,8 @@ func TestSnapshotOverlayNativeSameLayer(t *testing.T) {
 	wantDiff := `C /bin
 D /bin/true
 C /data
-D /data/gone
 C /data/empty
+D /data/gone
 C /data/mod
 D /data/old
 C /data/redo

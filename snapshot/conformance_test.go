@@ -366,3 +366,21 @@ func unmount(t *testing.T, mnt string) {
 		t.Errorf("unmounting %s: %v", mnt, err)
 	}
 }
+
+func init() {
+	confCases = append(confCases, confCase{
+		name: "mountpoints in an existing /etc leave it out",
+		change: func(t *testing.T, root string) {
+			must(t, os.WriteFile(filepath.Join(root, "etc/hosts"), nil, 0o644))
+			must(t, os.WriteFile(filepath.Join(root, "etc/resolv.conf"), nil, 0o644))
+		},
+	}, confCase{
+		name: "a changed /etc stays",
+		change: func(t *testing.T, root string) {
+			must(t, os.WriteFile(filepath.Join(root, "etc/hosts"), nil, 0o644))
+			must(t, os.Chmod(filepath.Join(root, "etc"), 0o750))
+		},
+		entries: []string{"etc/ d 0750 0:0"},
+		changes: []string{"C /etc"},
+	})
+}

@@ -132,7 +132,8 @@ func walkUpper(ctx context.Context, dir *node) error {
 // lacks one, the sandbox creates an empty file or directory to mount on;
 // diffs leave such a path out when it is still an empty regular file or an
 // empty directory and the lower layers do not have it (and /etc too, when it
-// is not in the lower layers and holds nothing else).
+// is not in the lower layers, or differs from the lower /etc only in its
+// times, and holds nothing else).
 var SandboxMountpoints = []string{"etc/hosts", "etc/hostname", "etc/resolv.conf", "proc", "sys", "dev"}
 
 func excludeMountpoints(root *node, lv lowerView) {
@@ -154,9 +155,34 @@ func excludeMountpoints(root *node, lv lowerView) {
 			parent.remove(c)
 		}
 	}
-	if etc := root.child("etc"); etc != nil && len(etc.children) == 0 && !lv.exists("etc") {
-		root.remove(etc)
+	// Creating the mountpoints changed /etc's mtime (and, in overlay, copied
+	// it up): left with nothing else, /etc is no change of the user's.
+	if etc := root.child("etc"); etc != nil && etc.isDir() && len(etc.children) == 0 && !etc.opaque {
+		lp, ok := lv.lookup("etc")
+		if !ok || sameExceptTimes(etc, lp) {
+			root.remove(etc)
+		}
 	}
+}
+
+// sameExceptTimes reports whether directory n has the owner, mode and
+// xattrs of the lower directory lp.
+func sameExceptTimes(n *node, lp string) bool {
+	var l unix.Stat_t
+	if unix.Lstat(lp, &l) != nil || l.Mode != n.st.Mode || l.Uid != n.st.Uid || l.Gid != n.st.Gid {
+		return false
+	}
+	ux, err1 := readXattrs(n.abs)
+	lx, err2 := readXattrs(lp)
+	if err1 != nil || err2 != nil || len(ux) != len(lx) {
+		return false
+	}
+	for k, v := range ux {
+		if lx[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *node) remove(c *node) {
@@ -171,6 +197,8 @@ func (n *node) remove(c *node) {
 // lowerView answers questions about the read-only lower filesystem.
 type lowerView interface {
 	exists(rel string) bool
+	// lookup returns where rel is in the lower filesystem.
+	lookup(rel string) (string, bool)
 	// names lists the entries of directory rel (nil if it is not one).
 	names(rel string) []string
 }
@@ -239,8 +267,14 @@ func (v overlayLower) names(rel string) []string {
 type dirLower string
 
 func (d dirLower) exists(rel string) bool {
+	_, ok := d.lookup(rel)
+	return ok
+}
+
+func (d dirLower) lookup(rel string) (string, bool) {
+	p := filepath.Join(string(d), rel)
 	var st unix.Stat_t
-	return unix.Lstat(filepath.Join(string(d), rel), &st) == nil
+	return p, unix.Lstat(p, &st) == nil
 }
 
 func (d dirLower) names(rel string) []string {

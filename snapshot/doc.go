@@ -73,7 +73,8 @@
 // mountpoints in the container's filesystem. Diff and Changes leave out such a
 // path (see SandboxMountpoints) when it is an empty regular file or an empty
 // directory that does not exist in the lower layers, and leave out /etc when it
-// does not exist in the lower layers and holds nothing else.
+// holds nothing else and is either new or differs from the lower /etc only in
+// its times (creating the mountpoints changed them).
 //
 // # Extraction
 //
