@@ -198,6 +198,7 @@ func TestRegistryPushPullRoundTrip(t *testing.T) {
 	}
 	newEnv(t).fails("pull "+dest+": manifest unknown", "pull", dest)
 	e.fails(`invalid reference "UPPER/case"`, "push", "bbase", "UPPER/case")
+	e.fails("push "+local.ID.Hex[:12]+": "+local.ID.Hex[:12]+" is not a name of the image: give a destination", "push", local.ID.Hex[:12])
 	e.fails("pull "+reg.Host+"/e2e/none:1: ", "pull", reg.Host+"/e2e/none:1")
 }
 
@@ -295,6 +296,11 @@ func TestRegistryIndexPlatforms(t *testing.T) {
 	e3 := newEnv(t)
 	e3.fails("no matching platform for linux/s390x (the index has: linux/amd64, linux/arm64/v8)", "pull", "--platform", "linux/s390x", dest)
 	notStored(t, e3, dest)
+	single := reg.Host + "/multi/single:1"
+	e.ok("push", "app-amd64", single)
+	e4 := newEnv(t)
+	e4.fails("pull "+single+": no matching platform: the image is linux/amd64, not linux/arm64", "pull", "--platform", "linux/arm64", single)
+	notStored(t, e4, single)
 	e.fails("app-amd64 and app-amd64 are both linux/amd64", "push", "app-amd64", dest, "--index", "app-amd64,app-arm64")
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -73,6 +74,13 @@ func Pull(ctx context.Context, s *store.Store, refStr string, o Options) (*PullR
 	if err != nil {
 		return nil, fmt.Errorf("%s: parsing manifest: %w", op, err)
 	}
+	// Keep Prune away from the blobs between their arrival and the image
+	// that references them.
+	release, err := s.Hold()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	defer release()
 	if err := fetchBlobs(ctx, s, ref.Context(), t, append([]v1.Descriptor{m.Config}, m.Layers...), &o); err != nil {
 		return nil, wrap(op, err)
 	}
@@ -82,6 +90,17 @@ func Pull(ctx context.Context, s *store.Store, refStr string, o Options) (*PullR
 	img, err := s.ImageByDigest(desc.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if o.Platform != "" && res.Index == (v1.Hash{}) {
+		// A single image must be what was asked for, as docker checks.
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading config: %w", op, err)
+		}
+		if got := cf.Platform(); got == nil || got.OS != plat.OS || got.Architecture != plat.Architecture ||
+			plat.Variant != "" && got.Variant != "" && got.Variant != plat.Variant {
+			return nil, fmt.Errorf("%s: %w: the image is %s, not %s", op, ErrNoPlatform, platformString(got), platformString(&plat))
+		}
 	}
 	var names []string
 	if tag, ok := ref.(name.Tag); ok {
@@ -196,7 +215,7 @@ func fetchBlob(ctx context.Context, s *store.Store, client *http.Client, repo na
 	for attempt := 0; attempt < 2; attempt++ {
 		br := newBlobReader(ctx, client, repo, d.Digest, d.Size, o)
 		p.Start(id, d.Size)
-		_, _, err = s.PutBlob(ctx, &countingReader{r: br, p: p, id: id}, d.Digest, d.Size)
+		err = putBlob(ctx, s, &countingReader{r: br, p: p, id: id}, d.Digest, d.Size)
 		br.Close()
 		if err == nil {
 			p.Done(id, "pulled")
@@ -213,4 +232,41 @@ func fetchBlob(ctx context.Context, s *store.Store, client *http.Client, repo na
 		return err // the store's message names the blob and both digests
 	}
 	return fmt.Errorf("fetching blob %s: %w", d.Digest, err)
+}
+
+// copyBufSize is the buffer a blob is copied through: large writes into the
+// store mean fewer system calls than io.Copy's 32 KiB.
+const copyBufSize = 1 << 20
+
+// putBlob stores r, which must have digest d and size bytes (see
+// store.Writer.Commit), through a large buffer.
+func putBlob(ctx context.Context, s *store.Store, r io.Reader, d v1.Hash, size int64) error {
+	if s.HasBlob(d) {
+		return nil
+	}
+	w, err := s.NewWriter()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	buf := make([]byte, copyBufSize)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	_, err = w.Commit(d, size)
+	return err
 }

@@ -37,6 +37,17 @@ func Push(ctx context.Context, s *store.Store, src, dst string, o Options) (*Pus
 		dst = src
 	}
 	op := "push " + dst
+	if dst == src {
+		// Without DEST, IMAGE must be one of the image's names, not an ID.
+		rec, err := s.Resolve(src)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		tag, err := store.ParseTag(src)
+		if err != nil || !contains(rec.Names, store.FullName(tag)) {
+			return nil, fmt.Errorf("%s: %s is not a name of the image: give a destination (strata push IMAGE DEST)", op, src)
+		}
+	}
 	ref, err := o.ParseReference(dst)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -49,9 +60,11 @@ func Push(ctx context.Context, s *store.Store, src, dst string, o Options) (*Pus
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	if err := remote.Write(ref, progressImage(img, o.progress()), o.remoteOptions(ctx, t)...); err != nil {
+	pimg := progressImage(img, o.progress())
+	if err := remote.Write(ref, pimg, o.remoteOptions(ctx, t)...); err != nil {
 		return nil, wrap(op, err)
 	}
+	reportSkipped(pimg)
 	d, err := img.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -70,6 +83,7 @@ func PushIndex(ctx context.Context, s *store.Store, srcs []string, dst string, o
 	}
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	seen := map[string]string{}
+	var added []v1.Image
 	for _, src := range srcs {
 		img, err := localImage(ctx, s, src, &o)
 		if err != nil {
@@ -88,8 +102,10 @@ func PushIndex(ctx context.Context, s *store.Store, srcs []string, dst string, o
 			return nil, fmt.Errorf("%s: %s and %s are both %s", op, other, src, ps)
 		}
 		seen[ps] = src
+		pimg := progressImage(img, o.progress())
+		added = append(added, pimg)
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add:        progressImage(img, o.progress()),
+			Add:        pimg,
 			Descriptor: v1.Descriptor{Platform: p},
 		})
 	}
@@ -99,6 +115,9 @@ func PushIndex(ctx context.Context, s *store.Store, srcs []string, dst string, o
 	}
 	if err := remote.WriteIndex(ref, idx, o.remoteOptions(ctx, t)...); err != nil {
 		return nil, wrap(op, err)
+	}
+	for _, img := range added {
+		reportSkipped(img)
 	}
 	d, err := idx.Digest()
 	if err != nil {
@@ -143,6 +162,47 @@ func progressImage(img v1.Image, p Progress) v1.Image {
 type pImage struct {
 	v1.Image
 	p Progress
+
+	mu     sync.Mutex
+	pushed map[v1.Hash]bool
+}
+
+func (i *pImage) done(h v1.Hash) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.pushed == nil {
+		i.pushed = map[v1.Hash]bool{}
+	}
+	i.pushed[h] = true
+}
+
+// reportSkipped reports the layers of a pushed image that were never
+// uploaded: the registry had them (or mounted them).
+func reportSkipped(img v1.Image) {
+	pi, ok := img.(*pImage)
+	if !ok {
+		return
+	}
+	ls, err := pi.Image.Layers()
+	if err != nil {
+		return
+	}
+	pi.mu.Lock()
+	defer pi.mu.Unlock()
+	for _, l := range ls {
+		if d, err := l.Digest(); err == nil && !pi.pushed[d] {
+			pi.p.Done(shortID(d.Hex), "exists")
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func (i *pImage) Layers() ([]v1.Layer, error) {
@@ -152,7 +212,7 @@ func (i *pImage) Layers() ([]v1.Layer, error) {
 	}
 	out := make([]v1.Layer, len(ls))
 	for n, l := range ls {
-		out[n] = &pLayer{Layer: l, p: i.p}
+		out[n] = &pLayer{Layer: l, img: i}
 	}
 	return out, nil
 }
@@ -162,12 +222,12 @@ func (i *pImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pLayer{Layer: l, p: i.p}, nil
+	return &pLayer{Layer: l, img: i}, nil
 }
 
 type pLayer struct {
 	v1.Layer
-	p Progress
+	img *pImage
 }
 
 func (l *pLayer) Compressed() (io.ReadCloser, error) {
@@ -178,8 +238,9 @@ func (l *pLayer) Compressed() (io.ReadCloser, error) {
 	d, _ := l.Layer.Digest()
 	size, _ := l.Layer.Size()
 	id := shortID(d.Hex)
-	l.p.Start(id, size)
-	return &pReadCloser{countingReader: countingReader{r: rc, p: l.p, id: id}, c: rc, size: size}, nil
+	l.img.p.Start(id, size)
+	return &pReadCloser{countingReader: countingReader{r: rc, p: l.img.p, id: id}, c: rc, size: size,
+		done: func() { l.img.done(d) }}, nil
 }
 
 type pReadCloser struct {
@@ -187,12 +248,13 @@ type pReadCloser struct {
 	c    io.Closer
 	size int64
 	once sync.Once
+	done func()
 }
 
 func (r *pReadCloser) Read(b []byte) (int, error) {
 	n, err := r.countingReader.Read(b)
 	if err == io.EOF && r.countingReader.n == r.size {
-		r.once.Do(func() { r.p.Done(r.id, "pushed") })
+		r.once.Do(func() { r.done(); r.p.Done(r.id, "pushed") })
 	}
 	return n, err
 }

@@ -158,6 +158,8 @@ func (h *hostTransport) transport(host string) (*http.Transport, error) {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: 5 * time.Minute,
+		ReadBufferSize:        256 << 10,
+		WriteBufferSize:       256 << 10,
 		TLSClientConfig:       cfg,
 	}
 	h.byHost[host] = t

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -42,6 +43,12 @@ func (f *registryFlags) addTLS(fs *pflag.FlagSet) {
 func (f *registryFlags) options(g *globals) (o registry.Options, done func(), err error) {
 	if f.jobs < 1 {
 		return o, nil, fmt.Errorf("--jobs must be at least 1")
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Transfers stream, but compressing layers for a push runs several
+		// parallel gzip blocks per layer; a soft limit keeps the garbage
+		// they leave from growing the heap past ~100 MiB.
+		debug.SetMemoryLimit(80 << 20)
 	}
 	o = registry.Options{
 		Jobs:      f.jobs,
