@@ -512,11 +512,13 @@ func TestSandboxTTY(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	tmux("send-keys", "stty size; [ -t 0 ] && echo tty=yes; echo TERM=$TERM", "Enter")
-	waitFor("TERM=xterm")
-	pane := waitFor("33 91")
-	if !strings.Contains(pane, "tty=yes") {
-		t.Errorf("stdin is not a terminal:\n%s", pane)
+	// The terminal lives in the container's devpts, as /dev/console too.
+	tmux("send-keys", "stty size; echo tty=$(tty); ls -l /dev/console | cut -c1-10; echo TERM=$TERM", "Enter")
+	pane := waitFor("TERM=xterm")
+	for _, want := range []string{"\n33 91\n", "\ntty=/dev/pts/0\n", "\ncrw--w----\n"} {
+		if !strings.Contains(pane, want) {
+			t.Errorf("terminal does not show %q:\n%s", want, pane)
+		}
 	}
 	tmux("send-keys", "sleep 1000", "Enter")
 	// Ctrl-Z once sleep is the terminal's foreground process group.

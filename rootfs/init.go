@@ -3,6 +3,7 @@ package rootfs
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,7 +23,10 @@ const (
 	initEnv  = "_STRATA_SANDBOX_INIT"
 	initArg0 = "strata-init"
 	configFD = 3
-	statusFD = 4
+	// initEnv's value is "newnet:SCRATCH" or "hostnet:SCRATCH".
+	argNewNet  = "newnet"
+	argHostNet = "hostnet"
+	statusFD   = 4
 )
 
 // initConfig is what Run hands to init: the Spec without its streams, plus
@@ -42,8 +46,8 @@ type initConfig struct {
 	Binds      []Bind  `json:",omitempty"`
 	Tmpfs      []Tmpfs `json:",omitempty"`
 	TTY        bool    `json:",omitempty"`
-	// Console is the host path of the pty slave, bound on /dev/console.
-	Console string `json:",omitempty"`
+	// Winsize is the initial size of the TTY's terminal.
+	Winsize *unix.Winsize `json:",omitempty"`
 	// Scratch is an empty host directory on which init mounts its private
 	// tmpfs (the container root's mount point and the /etc files).
 	Scratch string
@@ -53,7 +57,7 @@ type initConfig struct {
 // container's init (the strata binary re-executed inside new namespaces).
 // Call it first thing in main (and in TestMain of tests that call Run).
 func IsInit() bool {
-	return len(os.Args) > 0 && os.Args[0] == initArg0 && os.Getenv(initEnv) == "1"
+	return len(os.Args) > 0 && os.Args[0] == initArg0 && os.Getenv(initEnv) != ""
 }
 
 // InitMain runs the container init and exits the process; it never returns.
@@ -82,15 +86,27 @@ func initMain() (int, error) {
 		return ExitSetup, fmt.Errorf("sandbox: marking descriptors close-on-exec: %w", err)
 	}
 	sigs, sigsReady := notifySignals()
+	net, scratch, ok := strings.Cut(os.Getenv(initEnv), ":")
+	if !ok {
+		return ExitSetup, errors.New("sandbox: init started without its arguments")
+	}
+	stageErr := stageSystem(scratch, net == argNewNet)
+	tr("staged")
 	cfg, err := readConfig()
 	if err != nil {
 		return ExitSetup, fmt.Errorf("sandbox: reading the init config: %w", err)
+	}
+	if stageErr != nil {
+		return ExitSetup, fmt.Errorf("sandbox: %w", stageErr)
 	}
 	tr("config read")
 	if err := setupRoot(cfg); err != nil {
 		return ExitSetup, fmt.Errorf("sandbox: %w", err)
 	}
 	tr("root set up")
+	if !cfg.TTY {
+		unix.Close(configFD)
+	}
 	p, code, err := prepareProcess(cfg)
 	if err != nil {
 		return code, err
@@ -141,11 +157,20 @@ func readConfig() (*initConfig, error) {
 	for _, fd := range fds {
 		unix.Close(fd)
 	}
+	// The connection stays open: with TTY, init sends the terminal's master
+	// back on it (sendMaster).
 	f := os.NewFile(configFD, "config")
-	defer f.Close()
 	var cfg initConfig
 	if err := json.NewDecoder(io.MultiReader(bytes.NewReader(first), f)).Decode(&cfg); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// sendMaster passes the terminal's master to Run (SCM_RIGHTS) and closes
+// init's copies of it and of the config connection.
+func sendMaster(master *os.File) error {
+	defer master.Close()
+	defer unix.Close(configFD)
+	return unix.Sendmsg(configFD, []byte{0}, unix.UnixRights(int(master.Fd())), nil, 0)
 }

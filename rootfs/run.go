@@ -168,8 +168,8 @@ func randomHex(n int) string {
 
 // initEnviron is init's environment: the marker IsInit looks for, and the
 // trace switch when set. The process's own environment is built by init.
-func initEnviron() []string {
-	env := []string{initEnv + "=1"}
+func initEnviron(arg string) []string {
+	env := []string{initEnv + "=" + arg}
 	if traceOn {
 		env = append(env, traceEnv+"=1")
 	}

@@ -37,6 +37,9 @@ type Sandbox struct {
 	status  *os.File // read end of init's status pipe
 	waited  chan *os.ProcessState
 
+	started  chan struct{} // closed once init is created (or failed to be)
+	startErr error
+
 	mu     sync.Mutex
 	used   bool
 	ps     *os.ProcessState
@@ -44,39 +47,60 @@ type Sandbox struct {
 }
 
 // Start starts a sandbox's init with network mode network (see
-// Spec.Network); the Spec given to Run must have the same mode.
+// Spec.Network); the Spec given to Run must have the same mode. The init
+// process is created in the background (creating namespaces takes a
+// while): Start returns at once, and an error in starting init is Run's.
 func Start(network string) (*Sandbox, error) {
 	newNet, err := newNetwork(network)
 	if err != nil {
 		return nil, err
 	}
+	sb := &Sandbox{network: network, newNet: newNet, started: make(chan struct{}), waited: make(chan *os.ProcessState, 1)}
+	go func() {
+		defer close(sb.started)
+		sb.startErr = sb.start()
+	}()
+	return sb, nil
+}
+
+// start creates init. Its Pdeathsig is tied to the thread that forks it:
+// this goroutine's, which is never locked, so the thread never exits early.
+func (sb *Sandbox) start() error {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	conn, child := os.NewFile(uintptr(fds[0]), "config"), os.NewFile(uintptr(fds[1]), "config")
 	defer child.Close()
 	stR, stW, err := os.Pipe()
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	defer stW.Close()
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		conn.Close()
 		stR.Close()
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	defer null.Close()
+	scratch, err := scratchDir()
+	if err != nil {
+		conn.Close()
+		stR.Close()
+		return fmt.Errorf("sandbox: %w", err)
+	}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if newNet {
+	net := argHostNet
+	if sb.newNet {
 		flags |= unix.CLONE_NEWNET
+		net = argNewNet
 	}
 	tr("starting")
 	// init's stdio are /dev/null until Run passes the process's own.
 	proc, err := os.StartProcess("/proc/self/exe", []string{initArg0}, &os.ProcAttr{
-		Env:   initEnviron(),
+		Env:   initEnviron(net + ":" + scratch),
 		Files: []*os.File{null, null, null, child, stW},
 		Sys: &syscall.SysProcAttr{
 			Cloneflags: flags,
@@ -86,26 +110,30 @@ func Start(network string) (*Sandbox, error) {
 	if err != nil {
 		conn.Close()
 		stR.Close()
-		return nil, fmt.Errorf("sandbox: starting init: %w", err)
+		return fmt.Errorf("sandbox: starting init: %w", err)
 	}
 	tr("started")
-	sb := &Sandbox{network: network, newNet: newNet, proc: proc, conn: conn, status: stR, waited: make(chan *os.ProcessState, 1)}
+	sb.proc, sb.conn, sb.status = proc, conn, stR
 	go func() {
 		ps, _ := proc.Wait()
 		sb.waited <- ps
 	}()
-	return sb, nil
+	return nil
 }
 
 // Close ends an unused sandbox (killing its init) and releases what Start
 // opened. It returns once init is gone.
 func (sb *Sandbox) Close() error {
+	<-sb.started
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
 	if sb.closed {
 		return nil
 	}
 	sb.closed = true
+	if sb.startErr != nil {
+		return nil
+	}
 	if sb.ps == nil {
 		_ = sb.proc.Kill()
 		sb.ps = <-sb.waited
@@ -127,6 +155,10 @@ func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error)
 	sb.mu.Unlock()
 	defer sb.Close()
 
+	<-sb.started
+	if sb.startErr != nil {
+		return ExitSetup, sb.startErr
+	}
 	if newNet, err := newNetwork(spec.Network); err != nil {
 		return ExitSetup, err
 	} else if newNet != sb.newNet {
@@ -162,9 +194,27 @@ func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error)
 		}
 	}
 	if err := sb.send(cfg, s.files); err != nil {
+		// init died before reading its config: its status says why.
+		_ = sb.proc.Kill()
+		ps := <-sb.waited
+		sb.mu.Lock()
+		sb.ps = ps
+		sb.mu.Unlock()
+		if msg, _ := io.ReadAll(io.LimitReader(sb.status, 64<<10)); len(msg) > 0 {
+			_, m, _ := strings.Cut(strings.TrimSpace(string(msg)), " ")
+			return ExitSetup, errors.New(m)
+		}
 		return ExitSetup, fmt.Errorf("sandbox: starting init: %w", err)
 	}
 	s.closeChildEnds()
+	if spec.TTY {
+		// Without a terminal, init failed before making it: its status
+		// says why.
+		if master, fd, err := sb.recvMaster(); err == nil {
+			s.pty = &pty{master: master, masterFD: fd}
+			s.ours = append(s.ours, master)
+		}
+	}
 	return sb.wait(ctx, &spec, &s)
 }
 
@@ -194,6 +244,32 @@ func (sb *Sandbox) send(cfg *initConfig, files [3]*os.File) error {
 		return err
 	}
 	return unix.Shutdown(int(sb.conn.Fd()), unix.SHUT_WR)
+}
+
+// recvMaster receives the terminal's master from init.
+func (sb *Sandbox) recvMaster() (*os.File, int, error) {
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(int(sb.conn.Fd()), make([]byte, 1), oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, 0, err
+	}
+	if n == 0 {
+		return nil, 0, io.ErrUnexpectedEOF
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, 0, fmt.Errorf("no terminal from init: %v", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, 0, fmt.Errorf("no terminal from init: %v", err)
+	}
+	// Non-blocking: os.File then reads it through the poller.
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		return nil, 0, err
+	}
+	return os.NewFile(uintptr(fds[0]), "ptmx"), fds[0], nil
 }
 
 // wait relays signals and the terminal until init ends, and turns how it

@@ -42,22 +42,49 @@ const (
 	msNoSUIDDevExec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 )
 
-// setupRoot builds the container's filesystem view in this (new) mount
-// namespace and pivots into it; on return the process's root and working
-// directory are the container's root.
-func setupRoot(cfg *initConfig) error {
+// stageSystem prepares, while init waits for its config, the part of the
+// container's filesystem view that does not depend on the Spec: it makes
+// the mount namespace private, mounts init's scratch tmpfs on scratch, and
+// under it a fresh /proc, /dev and /sys (docker's masked and read-only paths
+// applied), which setupRoot later moves into the container's root. It also
+// brings the loopback interface up in a new network namespace.
+func stageSystem(scratch string, newNet bool) error {
 	// Nothing done here may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
-	scratch := cfg.Scratch
 	if err := unix.Mount("tmpfs", scratch, "tmpfs", msNoSUIDDevExec, "mode=0700,size=4m"); err != nil {
 		return fmt.Errorf("mounting scratch tmpfs on %s: %w", scratch, err)
 	}
-	root := scratch + "/root"
-	if err := os.Mkdir(root, 0o755); err != nil {
+	for _, d := range []string{"root", "proc", "dev", "sys"} {
+		if err := os.Mkdir(scratch+"/"+d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := unix.Mount("proc", scratch+"/proc", "proc", msNoSUIDDevExec, ""); err != nil {
+		return fmt.Errorf("mounting /proc: %w", err)
+	}
+	if err := mountDev(scratch + "/dev"); err != nil {
 		return err
 	}
+	if err := mountSys(scratch+"/sys", newNet); err != nil {
+		return err
+	}
+	if err := maskPaths(scratch); err != nil {
+		return err
+	}
+	if newNet {
+		return loopbackUp()
+	}
+	return nil
+}
+
+// setupRoot builds the container's filesystem view on the staged scratch
+// and pivots into it; on return the process's root and working directory
+// are the container's root.
+func setupRoot(cfg *initConfig) error {
+	scratch := cfg.Scratch
+	root := scratch + "/root"
 	if len(cfg.Rootfs) > 0 {
 		if err := snapshot.MountAll(cfg.Rootfs, root); err != nil {
 			return err
@@ -65,8 +92,31 @@ func setupRoot(cfg *initConfig) error {
 	} else if err := unix.Mount(cfg.RootfsDir, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("binding root directory %s: %w", cfg.RootfsDir, err)
 	}
-	if err := mountSystem(cfg, root); err != nil {
-		return err
+	for _, d := range []string{"proc", "dev", "sys"} {
+		if err := mkdirMountpoint(root + "/" + d); err != nil {
+			return err
+		}
+		if err := unix.Mount(scratch+"/"+d, root+"/"+d, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("moving /%s into the root: %w", d, err)
+		}
+	}
+	if cfg.TTY {
+		master, slave, err := openContainerPty(root+"/dev/pts", cfg.Winsize)
+		if err != nil {
+			return err
+		}
+		console := root + "/dev/console"
+		if err := os.WriteFile(console, nil, 0o600); err != nil {
+			master.Close()
+			return err
+		}
+		if err := unix.Mount(slave, console, "", unix.MS_BIND, ""); err != nil {
+			master.Close()
+			return fmt.Errorf("binding /dev/console: %w", err)
+		}
+		if err := sendMaster(master); err != nil {
+			return fmt.Errorf("passing the terminal: %w", err)
+		}
 	}
 	if err := mountEtcFiles(cfg, scratch, root); err != nil {
 		return err
@@ -81,36 +131,18 @@ func setupRoot(cfg *initConfig) error {
 			return err
 		}
 	}
-	if err := maskPaths(root); err != nil {
-		return err
-	}
 	if err := pivotRoot(root); err != nil {
 		return err
 	}
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return fmt.Errorf("setting the hostname: %w", err)
 	}
-	if cfg.NewNet {
-		if err := loopbackUp(); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
-// mountSystem mounts /proc, /dev (with pts, shm, mqueue) and /sys.
-func mountSystem(cfg *initConfig, root string) error {
-	proc := root + "/proc"
-	if err := mkdirMountpoint(proc); err != nil {
-		return err
-	}
-	if err := unix.Mount("proc", proc, "proc", msNoSUIDDevExec, ""); err != nil {
-		return fmt.Errorf("mounting /proc: %w", err)
-	}
-	dev := root + "/dev"
-	if err := mkdirMountpoint(dev); err != nil {
-		return err
-	}
+// mountDev mounts a minimal /dev on dev: a tmpfs with the usual nodes and
+// links, a private devpts instance, shm and mqueue.
+func mountDev(dev string) error {
 	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return fmt.Errorf("mounting /dev: %w", err)
 	}
@@ -140,31 +172,23 @@ func mountSystem(cfg *initConfig, root string) error {
 	if err := unix.Mount("mqueue", dev+"/mqueue", "mqueue", msNoSUIDDevExec, ""); err != nil {
 		return fmt.Errorf("mounting /dev/mqueue: %w", err)
 	}
-	if cfg.Console != "" {
-		if err := os.WriteFile(dev+"/console", nil, 0o600); err != nil {
-			return err
-		}
-		if err := unix.Mount(cfg.Console, dev+"/console", "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("binding /dev/console: %w", err)
-		}
-	}
-	sys := root + "/sys"
-	if err := mkdirMountpoint(sys); err != nil {
-		return err
-	}
-	if cfg.NewNet {
+	return nil
+}
+
+// mountSys mounts a read-only /sys on sys: a new sysfs in a new network
+// namespace, else (sysfs shows the namespace that mounts it) the host's.
+func mountSys(sys string, newNet bool) error {
+	if newNet {
 		if err := unix.Mount("sysfs", sys, "sysfs", msNoSUIDDevExec|unix.MS_RDONLY, ""); err != nil {
 			return fmt.Errorf("mounting /sys: %w", err)
 		}
-	} else {
-		// sysfs shows the network namespace that mounts it: with the host's
-		// network, show the host's /sys, read-only.
-		if err := unix.Mount("/sys", sys, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("binding /sys: %w", err)
-		}
-		if err := unix.Mount("", sys, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|msNoSUIDDevExec, ""); err != nil {
-			return fmt.Errorf("remounting /sys read-only: %w", err)
-		}
+		return nil
+	}
+	if err := unix.Mount("/sys", sys, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("binding /sys: %w", err)
+	}
+	if err := unix.Mount("", sys, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|msNoSUIDDevExec, ""); err != nil {
+		return fmt.Errorf("remounting /sys read-only: %w", err)
 	}
 	return nil
 }

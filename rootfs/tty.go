@@ -11,37 +11,64 @@ import (
 	"golang.org/x/term"
 )
 
-// pty is a pseudo-terminal allocated on the host for a TTY sandbox: the
-// slave becomes the container process's stdin, stdout and stderr; Run copies
-// between the master and the caller's streams.
+// pty is the host side of a TTY sandbox's terminal: the master, which init
+// allocated in the container's own devpts instance (so that the process's
+// terminal is /dev/pts/N and /dev/console inside the container, as with
+// runc) and passed back to Run. Run copies between it and the caller's
+// streams.
 type pty struct {
-	master, slave *os.File
-	masterFD      int // master's descriptor (os.File.Fd would make it blocking)
-	slavePath     string
+	master   *os.File
+	masterFD int // master's descriptor (os.File.Fd would make it blocking)
 }
 
-func openPty() (*pty, error) {
-	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+// openContainerPty allocates a terminal in the devpts instance mounted on
+// devpts, sizes it, and makes its slave init's fds 0, 1 and 2. It returns
+// the master and the slave's path.
+func openContainerPty(devpts string, ws *unix.Winsize) (*os.File, string, error) {
+	fd, err := unix.Open(devpts+"/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("allocating a terminal: %w", err)
+		return nil, "", fmt.Errorf("allocating a terminal: %w", err)
 	}
-	master := os.NewFile(uintptr(fd), "/dev/ptmx")
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+	master := os.NewFile(uintptr(fd), "ptmx")
+	fail := func(what string, err error) (*os.File, string, error) {
 		master.Close()
-		return nil, fmt.Errorf("unlocking the terminal: %w", err)
+		return nil, "", fmt.Errorf("%s the terminal: %w", what, err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		return fail("unlocking", err)
 	}
 	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
 	if err != nil {
-		master.Close()
-		return nil, fmt.Errorf("naming the terminal: %w", err)
+		return fail("naming", err)
 	}
-	path := fmt.Sprintf("/dev/pts/%d", n)
-	sfd, err := unix.Open(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if ws != nil {
+		if err := unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws); err != nil {
+			return fail("sizing", err)
+		}
+	}
+	path := fmt.Sprintf("%s/%d", devpts, n)
+	slave, err := unix.Open(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		master.Close()
-		return nil, fmt.Errorf("opening the terminal: %w", err)
+		return fail("opening", err)
 	}
-	return &pty{master: master, masterFD: fd, slave: os.NewFile(uintptr(sfd), path), slavePath: path}, nil
+	for i := 0; i < 3; i++ {
+		if err := unix.Dup3(slave, i, 0); err != nil {
+			unix.Close(slave)
+			return fail("attaching", err)
+		}
+	}
+	unix.Close(slave)
+	return master, path, nil
+}
+
+// termSize is the window size of stdin when it is a terminal.
+func termSize(stdin io.Reader) *unix.Winsize {
+	if f, ok := stdin.(*os.File); ok {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
+			return ws
+		}
+	}
+	return nil
 }
 
 // attach connects the pty to the caller's streams until the sandbox ends:
