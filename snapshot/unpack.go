@@ -217,7 +217,13 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 			return err
 		}
 		f := os.NewFile(uintptr(fd), base)
-		_, err = io.CopyBuffer(writerOnly{f}, r, u.buf)
+		if isSparse(hdr) {
+			// zeros are skipped with Seek: a few bytes of tar cannot make
+			// us fill the disk with a terabyte of holes
+			err = copySparse(f, r, u.buf, hdr.Size)
+		} else {
+			_, err = io.CopyBuffer(writerOnly{f}, r, u.buf)
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -248,6 +254,61 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
 	}
 	return u.meta(pfd, base, name, hdr)
+}
+
+// isSparse reports a GNU sparse entry (old GNU or PAX sparse formats).
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	_, ok := hdr.PAXRecords["GNU.sparse.major"]
+	_, ok2 := hdr.PAXRecords["GNU.sparse.map"]
+	_, ok3 := hdr.PAXRecords["GNU.sparse.numblocks"]
+	return ok || ok2 || ok3
+}
+
+// copySparse copies r to f leaving every all-zero block of the buffer as a
+// hole, and sets f's size to size.
+func copySparse(f *os.File, r io.Reader, buf []byte, size int64) error {
+	var off int64
+	const block = 64 << 10
+	for {
+		n, err := io.ReadFull(r, buf)
+		for i := 0; i < n; i += block {
+			chunk := buf[i:min(i+block, n)]
+			if !allZero(chunk) {
+				if _, werr := f.WriteAt(chunk, off); werr != nil {
+					return werr
+				}
+			}
+			off += int64(len(chunk))
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if off != size {
+		return io.ErrUnexpectedEOF
+	}
+	return f.Truncate(size)
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // meta applies owner, mode, xattrs and times (directories' times at the end).

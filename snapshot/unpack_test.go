@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -354,6 +355,44 @@ func TestUnpackCorrupt(t *testing.T) {
 			err := Unpack(context.Background(), bytes.NewReader(data), t.TempDir(), UnpackOptions{NoChown: true})
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("err = %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}
+
+// TestUnpackSparse extracts 4 GiB sparse files (GNU and PAX formats, made
+// by GNU tar) as sparse files: quickly, using almost no disk.
+func TestUnpackSparse(t *testing.T) {
+	if _, err := exec.LookPath("tar"); err != nil {
+		t.Skip("no tar")
+	}
+	src := t.TempDir()
+	big := filepath.Join(src, "big")
+	f, err := os.Create(big)
+	must(t, err)
+	must(t, f.Truncate(1<<32))
+	_, err = f.WriteAt([]byte("end"), 1<<32)
+	must(t, err)
+	f.Close()
+	for _, format := range []string{"gnu", "pax"} {
+		t.Run(format, func(t *testing.T) {
+			out, err := exec.Command("tar", "--format="+format, "-S", "-C", src, "-cf", "-", "big").Output()
+			must(t, err)
+			dst := t.TempDir()
+			must(t, Unpack(context.Background(), bytes.NewReader(out), dst, UnpackOptions{NoChown: true}))
+			var st unix.Stat_t
+			must(t, unix.Stat(filepath.Join(dst, "big"), &st))
+			if st.Size != 1<<32+3 || st.Blocks > 1024 {
+				t.Fatalf("size %d, %d blocks: want 4 GiB+3, sparse", st.Size, st.Blocks)
+			}
+			g, err := os.Open(filepath.Join(dst, "big"))
+			must(t, err)
+			defer g.Close()
+			b := make([]byte, 3)
+			_, err = g.ReadAt(b, 1<<32)
+			must(t, err)
+			if string(b) != "end" {
+				t.Fatalf("tail %q", b)
 			}
 		})
 	}
