@@ -557,7 +557,10 @@ func (m *Manager) kill(ctx context.Context, c *Container) (*lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	if pid := c.State.Pid; pid > 0 && pid != os.Getpid() {
+	// Kill only the process that holds the lock, and only when it is the
+	// one the record names: a recorded PID alone may have been reused, and
+	// the holder may be another rm or a commit, which we wait for instead.
+	if pid := c.State.Pid; c.State.Status == Running && pid > 0 && pid != os.Getpid() && lockHolder(m.lockPath(c.ID)) == pid {
 		if err := unix.Kill(pid, unix.SIGKILL); err != nil && err != unix.ESRCH {
 			return nil, fmt.Errorf("killing container: %w", err)
 		}

@@ -156,3 +156,19 @@ func TestRemoveRefusesRunning(t *testing.T) {
 		t.Errorf("record left after rm: %v", err)
 	}
 }
+
+func TestLockHolder(t *testing.T) {
+	m := newManager(t)
+	put(t, m, &Container{ID: id("c1"), Name: "held"})
+	if pid := lockHolder(m.lockPath(id("c1"))); pid != 0 {
+		t.Errorf("free lock: holder %d", pid)
+	}
+	l, _, err := m.tryLock(id("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.release()
+	if pid := lockHolder(m.lockPath(id("c1"))); pid != os.Getpid() {
+		t.Errorf("held lock: holder %d, want %d", pid, os.Getpid())
+	}
+}

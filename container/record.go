@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -144,16 +146,39 @@ func syncDir(dir string) error {
 // lock is a held container lock.
 type lock struct{ f *os.File }
 
+func (m *Manager) lockPath(id string) string { return filepath.Join(m.dir(id), "lock") }
+
 // tryLock takes the container's lock without waiting; ok is false when
 // another process holds it.
 func (m *Manager) tryLock(id string) (l *lock, ok bool, err error) {
-	return flock(filepath.Join(m.dir(id), "lock"), unix.LOCK_EX|unix.LOCK_NB)
+	return flock(m.lockPath(id), unix.LOCK_EX|unix.LOCK_NB)
 }
 
-// waitLock takes the container's lock, waiting for its holder.
-func (m *Manager) waitLock(id string) (*lock, error) {
-	l, _, err := flock(filepath.Join(m.dir(id), "lock"), unix.LOCK_EX)
-	return l, err
+// lockHolder returns the PID of the process holding the flock on path
+// (from /proc/locks), or 0.
+func lockHolder(path string) int {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0
+	}
+	// /proc/locks names a file MAJOR:MINOR:INODE, device numbers in hex.
+	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		// "1: FLOCK  ADVISORY  WRITE 20354 fe:00:9978018 0 EOF"; blocked
+		// waiters have "->" after the number.
+		if len(f) < 6 || f[1] != "FLOCK" || f[5] != want {
+			continue
+		}
+		if pid, err := strconv.Atoi(f[4]); err == nil {
+			return pid
+		}
+	}
+	return 0
 }
 
 func flock(path string, how int) (*lock, bool, error) {
