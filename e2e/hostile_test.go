@@ -68,7 +68,7 @@ func edit(ents []tarEnt, f func(e tarEnt) []tarEnt) []tarEnt {
 	return out
 }
 
-func reg(name string, body string) tarEnt {
+func hostileReg(name string, body string) tarEnt {
 	return tarEnt{hdr: tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644}, body: []byte(body)}
 }
 
@@ -104,9 +104,9 @@ func TestLoadHostile(t *testing.T) {
 		want string
 	}{
 		{name: "dotdot name", want: "climbs out with ..",
-			ents: append(append([]tarEnt(nil), oci...), reg(climb, "x"))},
+			ents: append(append([]tarEnt(nil), oci...), hostileReg(climb, "x"))},
 		{name: "absolute name", want: `absolute name "` + escapee + `"`,
-			ents: append([]tarEnt{reg(escapee, "x")}, oci...)},
+			ents: append([]tarEnt{hostileReg(escapee, "x")}, oci...)},
 		{name: "symlink out of the archive", want: "points outside the archive",
 			ents: append(append([]tarEnt(nil), oci...), tarEnt{hdr: tar.Header{Name: "evil", Typeflag: tar.TypeSymlink, Linkname: climb}})},
 		{name: "absolute symlink as blob", want: "points outside the archive",
@@ -139,7 +139,7 @@ func TestLoadHostile(t *testing.T) {
 				return []tarEnt{en}
 			})},
 		{name: "duplicate index.json", want: `duplicate entry "index.json"`,
-			ents: append(append([]tarEnt(nil), oci...), reg("index.json", `{"schemaVersion":2,"manifests":[]}`))},
+			ents: append(append([]tarEnt(nil), oci...), hostileReg("index.json", `{"schemaVersion":2,"manifests":[]}`))},
 		{name: "duplicate blob", want: `duplicate entry "` + ociLayer + `"`,
 			ents: edit(oci, func(en tarEnt) []tarEnt {
 				if en.hdr.Name == ociLayer {
