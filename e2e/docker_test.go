@@ -12,7 +12,7 @@ import (
 )
 
 // requireDocker skips unless a dockerd answers.
-func requireDocker(t *testing.T) {
+func fndRequireDocker(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -20,7 +20,7 @@ func requireDocker(t *testing.T) {
 		t.Skip("no docker client")
 	}
 	if out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
-		t.Skipf("no dockerd reachable: %s", lastLine(string(out)))
+		t.Skipf("no dockerd reachable: %s", fndLastLine(string(out)))
 	}
 }
 
@@ -51,7 +51,7 @@ func dockerRoundTrip(t *testing.T, e *env, ref string, args ...string) string {
 // TestDockerLoadRun: strata save --format docker output loads into docker
 // and runs, with the config strata gave it.
 func TestDockerLoadRun(t *testing.T) {
-	requireDocker(t)
+	fndRequireDocker(t)
 	e := withBase(t)
 	e.ok("import", "-c", "ENV GREETING=hello", "-c", `CMD ["sh", "-c", "echo $GREETING from $(cat /etc/hostname-free 2>/dev/null || echo busybox); id -u"]`,
 		"-c", "USER 1000", baseTar(t), "greeter")

@@ -80,7 +80,7 @@ func fndWrite(t *testing.T, dir, name string, b []byte) string {
 	return p
 }
 
-func gz(b []byte) []byte {
+func fndGzip(b []byte) []byte {
 	var buf bytes.Buffer
 	w := gzip.NewWriter(&buf)
 	w.Write(b)
@@ -97,7 +97,7 @@ func TestImportForms(t *testing.T) {
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	defer srv.Close()
 	plain := fndWrite(t, dir, "base.tar", base)
-	fndWrite(t, dir, "base.tgz", gz(base))
+	fndWrite(t, dir, "base.tgz", fndGzip(base))
 	for _, algo := range []string{"zstd", "xz", "bzip2"} {
 		if out, err := exec.Command(algo, "-k", "-f", plain).CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v %s", algo, err, out)
@@ -116,7 +116,7 @@ func TestImportForms(t *testing.T) {
 		{name: "xz file", args: []string{"import", plain + ".xz", "x"}},
 		{name: "bzip2 file", args: []string{"import", plain + ".bz2", "x"}},
 		{name: "stdin", args: []string{"import", "-", "x:1.0"}, stdin: base},
-		{name: "gzip stdin", args: []string{"import", "-", "x:1.0"}, stdin: gz(base)},
+		{name: "gzip stdin", args: []string{"import", "-", "x:1.0"}, stdin: fndGzip(base)},
 		{name: "url", args: []string{"import", srv.URL + "/base.tgz", "localhost:5000/x/y:z"}},
 		{name: "changes and message", args: []string{"import", "-c", `CMD ["/bin/sh", "-c", "echo hi"]`, "--change", "ENV A=1 B=2",
 			"-c", "WORKDIR /srv", "-c", "USER 1000", "-c", "EXPOSE 80", "-c", "LABEL k=v", "-c", "VOLUME /data", "-c", "ENTRYPOINT [\"/bin/env\"]",
@@ -276,11 +276,11 @@ func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
 	base, _ := os.ReadFile(baseTar(t))
 	notTar := fndWrite(t, dir, "notes.txt", []byte("just some text, not a tar archive\n"))
-	corruptGz := gz(base)
+	corruptGz := fndGzip(base)
 	corruptGz[len(corruptGz)-8] ^= 0xff
 	badGz := fndWrite(t, dir, "bad.tgz", corruptGz)
 	truncated := fndWrite(t, dir, "trunc.tar", base[:len(base)/2+100])
-	truncGz := fndWrite(t, dir, "trunc.tgz", gz(base)[:20000])
+	truncGz := fndWrite(t, dir, "trunc.tgz", fndGzip(base)[:20000])
 	escape := fndWrite(t, dir, "escape.tar", fndTar(t, fndEntry{name: "../../etc/evil", body: "x"}))
 	before := fndStoreState(t, e)
 	for _, tc := range []struct {
@@ -515,7 +515,7 @@ func debootstrapTree(t *testing.T) string {
 		s := string(out)
 		for _, net := range []string{"Failed getting release file", "Temporary failure in name resolution", "Could not resolve", "Connection refused", "Network is unreachable", "unable to fetch"} {
 			if strings.Contains(s, net) {
-				t.Skipf("debootstrap cannot reach the Debian mirror (no network): %s", lastLine(s))
+				t.Skipf("debootstrap cannot reach the Debian mirror (no network): %s", fndLastLine(s))
 			}
 		}
 		t.Fatalf("debootstrap: %v\n%s", err, s)
@@ -530,7 +530,7 @@ func debootstrapTree(t *testing.T) string {
 	return debootstrapCache
 }
 
-func lastLine(s string) string {
+func fndLastLine(s string) string {
 	l := strings.Split(strings.TrimSpace(s), "\n")
 	return l[len(l)-1]
 }
@@ -572,7 +572,7 @@ func fndTreeFromDir(t *testing.T, dir string) map[string]fndFile {
 			f.Link, _ = os.Readlink(p)
 		case syscall.S_IFCHR, syscall.S_IFBLK:
 			f.Type = map[bool]string{true: "c", false: "b"}[st.Mode&syscall.S_IFMT == syscall.S_IFCHR]
-			f.Dev = fmt.Sprintf("%d,%d", unixMajor(st.Rdev), unixMinor(st.Rdev))
+			f.Dev = fmt.Sprintf("%d,%d", fndMajor(st.Rdev), fndMinor(st.Rdev))
 		case syscall.S_IFIFO:
 			f.Type = "p"
 		default:
@@ -598,8 +598,8 @@ func fndTreeFromDir(t *testing.T, dir string) map[string]fndFile {
 	return out
 }
 
-func unixMajor(dev uint64) uint64 { return (dev >> 8) & 0xfff }
-func unixMinor(dev uint64) uint64 { return (dev & 0xff) | ((dev >> 12) & 0xfff00) }
+func fndMajor(dev uint64) uint64 { return (dev >> 8) & 0xfff }
+func fndMinor(dev uint64) uint64 { return (dev & 0xff) | ((dev >> 12) & 0xfff00) }
 
 func fndHashFile(t *testing.T, p string) string {
 	f, err := os.Open(p)

@@ -60,7 +60,7 @@ func writeTarEnts(t *testing.T, ents []tarEnt) []byte {
 }
 
 // edit returns a copy of ents changed by f (which may drop, change or add).
-func edit(ents []tarEnt, f func(e tarEnt) []tarEnt) []tarEnt {
+func hostileEdit(ents []tarEnt, f func(e tarEnt) []tarEnt) []tarEnt {
 	var out []tarEnt
 	for _, e := range ents {
 		out = append(out, f(e)...)
@@ -110,7 +110,7 @@ func TestLoadHostile(t *testing.T) {
 		{name: "symlink out of the archive", want: "points outside the archive",
 			ents: append(append([]tarEnt(nil), oci...), tarEnt{hdr: tar.Header{Name: "evil", Typeflag: tar.TypeSymlink, Linkname: climb}})},
 		{name: "absolute symlink as blob", want: "points outside the archive",
-			ents: edit(oci, func(en tarEnt) []tarEnt {
+			ents: hostileEdit(oci, func(en tarEnt) []tarEnt {
 				if en.hdr.Name == ociLayer {
 					return []tarEnt{{hdr: tar.Header{Name: ociLayer, Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"}}}
 				}
@@ -123,7 +123,7 @@ func TestLoadHostile(t *testing.T) {
 		{name: "fifo", want: `unexpected entry "p" (type "6")`,
 			ents: append(append([]tarEnt(nil), oci...), tarEnt{hdr: tar.Header{Name: "p", Typeflag: tar.TypeFifo, Mode: 0o600}})},
 		{name: "blob digest mismatch", want: ociLayer + ": content is sha256:",
-			ents: edit(oci, func(en tarEnt) []tarEnt {
+			ents: hostileEdit(oci, func(en tarEnt) []tarEnt {
 				if en.hdr.Name == ociLayer {
 					en.body = append([]byte(nil), en.body...)
 					en.body[len(en.body)/2] ^= 1
@@ -132,7 +132,7 @@ func TestLoadHostile(t *testing.T) {
 			})},
 		// (Layers and config are in the store already: the manifest is not.)
 		{name: "missing blob", want: "is missing from the archive",
-			ents: edit(oci, func(en tarEnt) []tarEnt {
+			ents: hostileEdit(oci, func(en tarEnt) []tarEnt {
 				if en.hdr.Name == ociManifestBlob {
 					return nil
 				}
@@ -141,14 +141,14 @@ func TestLoadHostile(t *testing.T) {
 		{name: "duplicate index.json", want: `duplicate entry "index.json"`,
 			ents: append(append([]tarEnt(nil), oci...), hostileReg("index.json", `{"schemaVersion":2,"manifests":[]}`))},
 		{name: "duplicate blob", want: `duplicate entry "` + ociLayer + `"`,
-			ents: edit(oci, func(en tarEnt) []tarEnt {
+			ents: hostileEdit(oci, func(en tarEnt) []tarEnt {
 				if en.hdr.Name == ociLayer {
 					return []tarEnt{en, en}
 				}
 				return []tarEnt{en}
 			})},
 		{name: "bad image name", want: `image name "Bad/Name:x" in index.json`,
-			ents: edit(oci, func(en tarEnt) []tarEnt {
+			ents: hostileEdit(oci, func(en tarEnt) []tarEnt {
 				if en.hdr.Name == "index.json" {
 					en.body = bytes.ReplaceAll(en.body, []byte("docker.io/library/bbase:latest"), []byte("Bad/Name:x"))
 				}
@@ -156,28 +156,28 @@ func TestLoadHostile(t *testing.T) {
 			})},
 		{name: "truncated", want: "truncated tar archive", raw: ociTar[:len(ociTar)/2]},
 		{name: "docker layer diffID mismatch", want: "config says sha256:",
-			ents: edit(docker, func(en tarEnt) []tarEnt {
+			ents: hostileEdit(docker, func(en tarEnt) []tarEnt {
 				if strings.HasSuffix(en.hdr.Name, ".tar.gz") {
-					en.body = gz([]byte("not the layer"))
+					en.body = fndGzip([]byte("not the layer"))
 				}
 				return []tarEnt{en}
 			})},
 		{name: "docker config tampered", want: "not what its name says",
-			ents: edit(docker, func(en tarEnt) []tarEnt {
+			ents: hostileEdit(docker, func(en tarEnt) []tarEnt {
 				if strings.HasPrefix(en.hdr.Name, "sha256:") {
 					en.body = bytes.Replace(en.body, []byte(`"os":"linux"`), []byte(`"os":"evil!"`), 1)
 				}
 				return []tarEnt{en}
 			})},
 		{name: "docker manifest names a missing file", want: "which is not in the archive",
-			ents: edit(docker, func(en tarEnt) []tarEnt {
+			ents: hostileEdit(docker, func(en tarEnt) []tarEnt {
 				if strings.HasSuffix(en.hdr.Name, ".tar.gz") {
 					return nil
 				}
 				return []tarEnt{en}
 			})},
 		{name: "docker manifest names a file outside", want: "climbs out with ..",
-			ents: edit(docker, func(en tarEnt) []tarEnt {
+			ents: hostileEdit(docker, func(en tarEnt) []tarEnt {
 				if en.hdr.Name == "manifest.json" {
 					en.body = regexpLayers.ReplaceAll(en.body, []byte(`"Layers":["../../etc/shadow"]`))
 				}
@@ -207,7 +207,7 @@ func TestLoadHostile(t *testing.T) {
 
 	// Links inside the archive are fine: old docker save links shared layers.
 	t.Run("internal symlink", func(t *testing.T) {
-		ents := edit(docker, func(en tarEnt) []tarEnt {
+		ents := hostileEdit(docker, func(en tarEnt) []tarEnt {
 			if strings.HasSuffix(en.hdr.Name, ".tar.gz") {
 				real := en
 				real.hdr.Name = "layers/real.tar.gz"
