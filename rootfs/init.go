@@ -65,6 +65,9 @@ func InitMain() {
 	// Capabilities, the bounding set and fork are per thread: everything
 	// below runs on this one.
 	runtime.LockOSThread()
+	if traceOn {
+		traceBuf = new(strings.Builder)
+	}
 	tr("init start")
 	// ps shows PID 1 as strata-init rather than "exe" (/proc/self/exe).
 	name := []byte(initArg0 + "\x00")
@@ -99,6 +102,7 @@ func initMain() (int, error) {
 	if stageErr != nil {
 		return ExitSetup, fmt.Errorf("sandbox: %w", stageErr)
 	}
+	traceFlush()
 	tr("config read")
 	if err := setupRoot(cfg); err != nil {
 		return ExitSetup, fmt.Errorf("sandbox: %w", err)

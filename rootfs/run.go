@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 )
 
@@ -166,10 +168,12 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// initEnviron is init's environment: the marker IsInit looks for, and the
-// trace switch when set. The process's own environment is built by init.
+// initEnviron is init's environment: the marker IsInit looks for (with
+// init's parameters), and the trace switch when set. The process's own environment is built by init.
 func initEnviron(arg string) []string {
-	env := []string{initEnv + "=" + arg}
+	// An explicit GOMAXPROCS spares init's runtime from working it out of
+	// the cgroup files at start (~0.5ms of every sandbox's start).
+	env := []string{initEnv + "=" + arg, "GOMAXPROCS=" + strconv.Itoa(runtime.GOMAXPROCS(0))}
 	if traceOn {
 		env = append(env, traceEnv+"=1")
 	}

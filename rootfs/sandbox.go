@@ -193,6 +193,7 @@ func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error)
 			return ExitSetup, fmt.Errorf("sandbox: %w", err)
 		}
 	}
+	tr("sending")
 	if err := sb.send(cfg, s.files); err != nil {
 		// init died before reading its config: its status says why.
 		_ = sb.proc.Kill()

@@ -3,6 +3,7 @@ package rootfs
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -10,10 +11,29 @@ import (
 // step of a sandbox's start to stderr: how startup time is measured.
 const traceEnv = "STRATA_SANDBOX_TRACE"
 
-var traceOn = os.Getenv(traceEnv) != ""
+var (
+	traceOn = os.Getenv(traceEnv) != ""
+	// traceBuf holds init's lines until its stderr is the process's.
+	traceBuf *strings.Builder
+)
 
 func tr(what string) {
-	if traceOn {
-		fmt.Fprintf(os.Stderr, "trace %d.%06d pid %d: %s\n", time.Now().Unix()%100, time.Now().Nanosecond()/1000, os.Getpid(), what)
+	if !traceOn {
+		return
+	}
+	now := time.Now()
+	line := fmt.Sprintf("trace %d.%06d pid %d: %s\n", now.Unix()%100, now.Nanosecond()/1000, os.Getpid(), what)
+	if traceBuf != nil {
+		traceBuf.WriteString(line)
+		return
+	}
+	os.Stderr.WriteString(line)
+}
+
+// traceFlush prints what init traced before it had a stderr.
+func traceFlush() {
+	if traceBuf != nil {
+		os.Stderr.WriteString(traceBuf.String())
+		traceBuf = nil
 	}
 }
