@@ -25,12 +25,17 @@ type imageJSON struct {
 }
 
 func newImagesCmd(g *globals) *cobra.Command {
-	var format string
+	var (
+		format                  string
+		quiet, noTrunc, digests bool
+	)
 	cmd := &cobra.Command{
-		Use:   "images [OPTIONS]",
+		Use:   "images [OPTIONS] [REPOSITORY[:TAG]]",
 		Short: "List the images in the local store",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Long: `List the images in the local store, newest first: one row per name, <none> for
+an image without one. With REPOSITORY, only its images (with :TAG, only that tag).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "table" && format != "json" {
 				return fmt.Errorf("invalid --format %q: want table or json", format)
 			}
@@ -42,8 +47,27 @@ func newImagesCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if len(args) == 1 {
+				if recs, err = store.FilterImages(recs, args[0]); err != nil {
+					return err
+				}
+			}
 			out := cmd.OutOrStdout()
-			if format == "json" {
+			id := func(r store.Record) string {
+				if noTrunc {
+					return r.ID.String()
+				}
+				return shortID(r.ID.Hex)
+			}
+			switch {
+			case quiet:
+				for _, r := range recs {
+					for range imageRows(r) {
+						fmt.Fprintln(out, id(r))
+					}
+				}
+				return nil
+			case format == "json":
 				enc := json.NewEncoder(out)
 				for _, r := range recs {
 					for _, row := range imageRows(r) {
@@ -59,16 +83,29 @@ func newImagesCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
-			fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+			if digests {
+				fmt.Fprintln(tw, "REPOSITORY\tTAG\tDIGEST\tIMAGE ID\tCREATED\tSIZE")
+			} else {
+				fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+			}
 			for _, r := range recs {
 				for _, row := range imageRows(r) {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", row[0], row[1], shortID(r.ID.Hex), since(r.Created), humanSize(r.Size))
+					if digests {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t", row[0], row[1], r.Digest)
+					} else {
+						fmt.Fprintf(tw, "%s\t%s\t", row[0], row[1])
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", id(r), since(r.Created), humanSize(r.Size))
 				}
 			}
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json (one object per line)")
+	f := cmd.Flags()
+	f.StringVar(&format, "format", "table", "output format: table or json (one object per line)")
+	f.BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
+	f.BoolVar(&noTrunc, "no-trunc", false, "show full image IDs")
+	f.BoolVar(&digests, "digests", false, "show manifest digests")
 	return cmd
 }
 
