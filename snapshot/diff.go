@@ -318,20 +318,24 @@ func changes(root *node, lv lowerView) []Change {
 // treeWriter writes a diff tree as a tar stream.
 type treeWriter struct {
 	tw    *tar.Writer
-	bp    bufferProvider // non-nil: read file data straight into the sink
+	bp    bufferProvider // file data is read straight into the sink's buffers
 	epoch *time.Time
 	links map[[2]uint64]string
-	buf   []byte
 }
 
-// writeTree writes the tree rooted at root (the root itself is not an entry).
+// writeTree writes the tree rooted at root (the root itself is not an
+// entry). Reading files and writing w overlap (see pipelinedWriter).
 func writeTree(ctx context.Context, root *node, w io.Writer, epoch *time.Time) error {
-	t := &treeWriter{tw: tar.NewWriter(w), epoch: epoch, links: map[[2]uint64]string{}}
-	if bp, ok := w.(bufferProvider); ok {
-		t.bp = bp
-	} else {
-		t.buf = make([]byte, copyBufSize)
+	bp, ok := w.(bufferProvider)
+	if !ok {
+		pw := newPipelinedWriter(w)
+		err := writeTree(ctx, root, pw, epoch)
+		if cerr := pw.Close(); err == nil {
+			err = cerr
+		}
+		return err
 	}
+	t := &treeWriter{tw: tar.NewWriter(w), bp: bp, epoch: epoch, links: map[[2]uint64]string{}}
 	if err := t.children(ctx, root); err != nil {
 		return err
 	}
@@ -397,9 +401,6 @@ func (t *treeWriter) entry(ctx context.Context, n *node) error {
 
 // copyFile writes up to size bytes of f into the tar stream.
 func (t *treeWriter) copyFile(f *os.File, size int64) (int64, error) {
-	if t.bp == nil {
-		return io.CopyBuffer(writerOnly{t.tw}, io.LimitReader(readerOnly{f}, size), t.buf)
-	}
 	var m int64
 	for m < size {
 		buf := t.bp.Buffer()

@@ -48,7 +48,7 @@
 // trusted.strata.orig at Prepare, so a directory that was deleted and
 // recreated (no tag) becomes opaque, exactly as overlayfs would record it.
 // Both snapshotters produce the same layer bytes for the same change (see
-// the conformance suite in snapshot_conformance_test.go).
+// the conformance suite in conformance_test.go).
 //
 // New(s, "") picks overlay when an overlay can be created on the store's
 // filesystem (probed once per process with a detached mount from the new
