@@ -786,3 +786,18 @@ func TestSaveRefusesTerminal(t *testing.T) {
 		}
 	}
 }
+
+func TestPruneDangling(t *testing.T) {
+	e := withBase(t)
+	first := fndInspect(t, e, "bbase").Id
+	e.ok("import", "-c", "USER 1", baseTar(t), "bbase") // bbase moves; the first image is left <none>
+	out := e.ok("prune", "--dangling")
+	want := regexp.MustCompile(`^Deleted: ` + first + `\nDeleted 2 blobs and 0 other files\nTotal reclaimed space: \d+B\n$`)
+	if !want.MatchString(out) {
+		t.Errorf("prune --dangling printed %q", out)
+	}
+	if out := e.ok("images"); strings.Contains(out, "<none>") {
+		t.Errorf("dangling image left:\n%s", out)
+	}
+	e.ok("fsck")
+}

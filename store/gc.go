@@ -213,3 +213,43 @@ func (s *Store) children(h v1.Hash) []v1.Hash {
 	}
 	return out
 }
+
+// RemoveDangling removes from the index every image without a name that no
+// pin refers to (docker's dangling images), and returns their IDs. Their
+// blobs go at the next Prune.
+func (s *Store) RemoveDangling() ([]v1.Hash, error) {
+	unlock, err := s.rlock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	pins, err := s.Pins()
+	if err != nil {
+		return nil, err
+	}
+	pinned := map[v1.Hash]bool{}
+	for _, hs := range pins {
+		for _, h := range hs {
+			pinned[h] = true
+		}
+	}
+	var removed []v1.Hash
+	err = s.updateIndex(func(idx *v1.IndexManifest) error {
+		removed = nil
+		kept := idx.Manifests[:0]
+		for _, d := range idx.Manifests {
+			if d.Annotations[AnnotationRefName] == "" && !pinned[d.Digest] {
+				if id, err := v1.NewHash(d.Annotations[annotationID]); err == nil {
+					removed = append(removed, id)
+				} else {
+					removed = append(removed, d.Digest)
+				}
+				continue
+			}
+			kept = append(kept, d)
+		}
+		idx.Manifests = kept
+		return nil
+	})
+	return removed, err
+}
