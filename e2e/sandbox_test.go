@@ -321,6 +321,23 @@ stat -c '%a' /scratch; grep ' /scratch ' /proc/self/mountinfo | grep -o 'size=10
 			t.Errorf("mount point %s: %v", p, err)
 		}
 	}
+	// Discarded writes: visible inside, never on the host.
+	disc := t.TempDir()
+	os.Chmod(disc, 0o750)
+	os.Chown(disc, 1000, 1000)
+	os.WriteFile(filepath.Join(disc, "keep"), []byte("orig\n"), 0o644)
+	got = sbOK(t, root, []string{"-discard", disc + ":/ctx", "-discard", filepath.Join(disc, "keep") + ":/f"}, `
+stat -c '%a %u:%g' /ctx; echo new > /ctx/new; echo changed > /ctx/keep; rm -f /ctx/keep; cat /ctx/new; ls /ctx
+echo more >> /f; cat /f`)
+	if want := "750 1000:1000\nnew\nnew\norig\nmore\n"; got != want {
+		t.Errorf("discard binds: got %q, want %q", got, want)
+	}
+	if ents, _ := os.ReadDir(disc); len(ents) != 1 || ents[0].Name() != "keep" {
+		t.Errorf("discard bind wrote to the host: %v", ents)
+	}
+	if b, _ := os.ReadFile(filepath.Join(disc, "keep")); string(b) != "orig\n" {
+		t.Errorf("discard bind changed the host's file: %q", b)
+	}
 	got = sbOK(t, root, []string{"-read-only", "-tmpfs", "/tmp"}, `touch /x 2>/dev/null || echo root ro; touch /tmp/x && echo tmp rw; echo x > /etc/hosts && echo hosts rw`)
 	if got != "root ro\ntmp rw\nhosts rw\n" {
 		t.Errorf("read-only root: got %q", got)

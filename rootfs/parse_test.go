@@ -12,10 +12,10 @@ func TestParseBind(t *testing.T) {
 		want    Bind
 		wantErr string
 	}{
-		{"/a:/b", Bind{"/a", "/b", false}, ""},
-		{"/a:/b/:ro", Bind{"/a", "/b", true}, ""},
-		{"/a:/b:rw", Bind{"/a", "/b", false}, ""},
-		{"/a:/b:ro,rw", Bind{"/a", "/b", false}, ""},
+		{"/a:/b", Bind{Source: "/a", Target: "/b"}, ""},
+		{"/a:/b/:ro", Bind{Source: "/a", Target: "/b", ReadOnly: true}, ""},
+		{"/a:/b:rw", Bind{Source: "/a", Target: "/b"}, ""},
+		{"/a:/b:ro,rw", Bind{Source: "/a", Target: "/b"}, ""},
 		{"/a", Bind{}, `invalid volume "/a": want HOST:CONTAINER[:ro]`},
 		{"/a:/b:ro:x", Bind{}, `invalid volume "/a:/b:ro:x": want HOST:CONTAINER[:ro]`},
 		{"a:/b", Bind{}, `invalid volume "a:/b": host path "a" is not absolute`},

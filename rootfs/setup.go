@@ -2,8 +2,10 @@ package rootfs
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/strata-dev/strata/snapshot"
@@ -121,8 +123,8 @@ func setupRoot(cfg *initConfig) error {
 	if err := mountEtcFiles(cfg, scratch, root); err != nil {
 		return err
 	}
-	for _, b := range cfg.Binds {
-		if err := mountBind(root, b); err != nil {
+	for i, b := range cfg.Binds {
+		if err := mountBind(root, fmt.Sprintf("%s/discard%d", scratch, i), b); err != nil {
 			return err
 		}
 	}
@@ -259,7 +261,9 @@ func makeMountpoint(target string, dir bool) error {
 	return f.Close()
 }
 
-func mountBind(root string, b Bind) error {
+// mountBind binds b.Source on b.Target in root; a Discard bind is an
+// overlay whose upper directory lives on a tmpfs at discard, outside root.
+func mountBind(root, discard string, b Bind) error {
 	fi, err := os.Stat(b.Source)
 	if err != nil {
 		return fmt.Errorf("bind mount %s: %w", b.Source, err)
@@ -271,6 +275,12 @@ func mountBind(root string, b Bind) error {
 	if err := makeMountpoint(target, fi.IsDir()); err != nil {
 		return fmt.Errorf("bind mount target %s: %w", b.Target, err)
 	}
+	if b.Discard && !b.ReadOnly {
+		if err := mountDiscard(b.Source, fi, target, discard); err != nil {
+			return fmt.Errorf("bind mount %s on %s: %w", b.Source, b.Target, err)
+		}
+		return nil
+	}
 	if err := unix.Mount(b.Source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind mount %s on %s: %w", b.Source, b.Target, err)
 	}
@@ -280,6 +290,70 @@ func mountBind(root string, b Bind) error {
 		}
 	}
 	return nil
+}
+
+// mountDiscard makes target a writable view of source whose writes go to a
+// tmpfs on dir: an overlay for a directory (its lower is a bind of source
+// at a path of ours, so any name works), a copy for a file.
+func mountDiscard(source string, fi os.FileInfo, target, dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700"); err != nil {
+		return fmt.Errorf("mounting its tmpfs: %w", err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() {
+		copyPath := dir + "/file"
+		if err := copyFile(source, copyPath, fi.Mode()); err != nil {
+			return err
+		}
+		if err := os.Lchown(copyPath, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+		return unix.Mount(copyPath, target, "", unix.MS_BIND, "")
+	}
+	lower, upper, work := dir+"/lower", dir+"/upper", dir+"/work"
+	for _, d := range []string{lower, upper, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	// The merged root takes the upper directory's owner and mode.
+	if err := os.Chmod(upper, fi.Mode()&os.ModePerm|fi.Mode()&(os.ModeSetgid|os.ModeSticky)); err != nil {
+		return err
+	}
+	if err := os.Lchown(upper, int(st.Uid), int(st.Gid)); err != nil {
+		return err
+	}
+	if err := unix.Mount(source, lower, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	if err := unix.Mount("", lower, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		return err
+	}
+	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
+	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mounting its overlay: %w", err)
+	}
+	return nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode.Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 func mountTmpfs(root string, t Tmpfs) error {

@@ -28,6 +28,11 @@ type Bind struct {
 	Source   string // absolute host path: a directory or a file
 	Target   string // absolute path in the container
 	ReadOnly bool
+	// Discard makes a writable bind whose writes never reach Source: they
+	// land on a tmpfs private to the sandbox (an overlay on a directory, a
+	// copy of a file) and vanish with it, as BuildKit's
+	// RUN --mount=type=bind,rw. Ignored with ReadOnly.
+	Discard bool `json:",omitempty"`
 }
 
 // Tmpfs is a fresh tmpfs mounted in the container (docker --tmpfs, and

@@ -25,7 +25,7 @@ func main() {
 		return
 	}
 	var spec rootfs.Spec
-	var env, binds, tmpfs list
+	var env, binds, discards, tmpfs list
 	interactive := flag.Bool("i", false, "keep stdin open")
 	flag.StringVar(&spec.RootfsDir, "rootfs", "", "root directory")
 	flag.StringVar(&spec.User, "u", "", "user")
@@ -39,6 +39,7 @@ func main() {
 	flag.Float64Var(&spec.CPUs, "cpus", 0, "CPUs")
 	flag.Var(&env, "e", "KEY=VALUE")
 	flag.Var(&binds, "v", "HOST:CTR[:ro]")
+	flag.Var(&discards, "discard", "HOST:CTR, writable with writes discarded")
 	flag.Var(&tmpfs, "tmpfs", "CTR[:size=..,mode=..]")
 	flag.Parse()
 	spec.Args, spec.Env = flag.Args(), env
@@ -47,6 +48,14 @@ func main() {
 		if err != nil {
 			fail(rootfs.ExitSetup, err)
 		}
+		spec.Binds = append(spec.Binds, bind)
+	}
+	for _, b := range discards {
+		bind, err := rootfs.ParseBind(b)
+		if err != nil {
+			fail(rootfs.ExitSetup, err)
+		}
+		bind.Discard = true
 		spec.Binds = append(spec.Binds, bind)
 	}
 	for _, t := range tmpfs {
