@@ -223,3 +223,26 @@ func TestPrepareChains(t *testing.T) {
 }
 
 var _ v1.Layer
+
+func TestMountAllBind(t *testing.T) {
+	requireRoot(t)
+	src := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
+	for _, ro := range []bool{false, true} {
+		opts := []string{"rbind", "rw"}
+		if ro {
+			opts = []string{"rbind", "ro"}
+		}
+		mnt, umount := mountForTest(t, []Mount{{Type: "bind", Source: src, Options: opts}})
+		b, err := os.ReadFile(filepath.Join(mnt, "f"))
+		must(t, err)
+		err = os.WriteFile(filepath.Join(mnt, "g"), nil, 0o644)
+		if string(b) != "x" || (err != nil) != ro {
+			t.Errorf("ro=%v: read %q, write error %v", ro, b, err)
+		}
+		umount()
+	}
+	if err := MountAll([]Mount{{Type: "nfs"}}, t.TempDir()); err == nil || !strings.Contains(err.Error(), `unsupported mount type "nfs"`) {
+		t.Errorf("unknown type: %v", err)
+	}
+}
