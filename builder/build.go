@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -196,7 +197,8 @@ func (b *builder) loadDefinition() ([]byte, error) {
 			return nil, err
 		}
 		b.opts.ContextDir = dir
-		tr, cleanup, err := archiveReader(b.opts.Stdin)
+		in := bufio.NewReaderSize(b.opts.Stdin, 1<<16)
+		tr, cleanup, err := archiveReaderBuf(in)
 		if err != nil {
 			return nil, err
 		}
@@ -207,11 +209,7 @@ func (b *builder) loadDefinition() ([]byte, error) {
 			}
 		} else {
 			// not an archive: stdin is the Dockerfile and the context is empty
-			data, err := io.ReadAll(io.LimitReader(b.opts.Stdin, 16<<20))
-			if err != nil {
-				return nil, err
-			}
-			return b.rereadStdin(data)
+			return io.ReadAll(io.LimitReader(in, 16<<20))
 		}
 		if b.opts.Dockerfile == "" {
 			b.opts.Dockerfile = filepath.Join(dir, "Dockerfile")
@@ -246,12 +244,6 @@ func (b *builder) loadDefinition() ([]byte, error) {
 		}
 		return nil, err
 	}
-	return data, nil
-}
-
-// rereadStdin handles a Dockerfile given on stdin: the peeked bytes were
-// consumed by archiveReader's buffer, so the data read is the whole file.
-func (b *builder) rereadStdin(data []byte) ([]byte, error) {
 	return data, nil
 }
 

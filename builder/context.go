@@ -75,6 +75,10 @@ type srcFile struct {
 	fi   os.FileInfo
 	link string
 	sum  string // content digest of regular files (when hashed)
+	// set for files read from a stage's or image's layers
+	open     func() (io.ReadCloser, error)
+	uid, gid int
+	hasOwner bool
 }
 
 // source is one matched COPY/ADD source with everything under it.
@@ -235,7 +239,12 @@ func walkSource(root, rel string, ignore, exclude *patternmatcher.PatternMatcher
 // archiveReader detects a tar archive by content (plain, gzip, bzip2, xz,
 // zstd) and returns a reader of the tar stream, or nil when r is not one.
 func archiveReader(f io.Reader) (io.Reader, func(), error) {
-	br := bufio.NewReaderSize(f, 1<<16)
+	return archiveReaderBuf(bufio.NewReaderSize(f, 1<<16))
+}
+
+// archiveReaderBuf is archiveReader on a buffered reader the caller can
+// still read from when the content is not an archive.
+func archiveReaderBuf(br *bufio.Reader) (io.Reader, func(), error) {
 	head, _ := br.Peek(512)
 	var r io.Reader
 	cleanup := func() {}

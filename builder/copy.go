@@ -25,6 +25,7 @@ type layerEntry struct {
 	hdr  tar.Header
 	src  string // host file with the content of a regular file
 	data []byte // or inline content (heredocs)
+	open func() (io.ReadCloser, error)
 }
 
 // copyPlan collects a COPY/ADD's entries against the destination's view.
@@ -111,6 +112,9 @@ func (c *copyPlan) add(target string, f srcFile) error {
 	if st, ok := f.fi.Sys().(*syscall.Stat_t); ok && c.keepOwn {
 		h.Uid, h.Gid = int(st.Uid), int(st.Gid)
 	}
+	if f.hasOwner && c.keepOwn {
+		h.Uid, h.Gid = f.uid, f.gid
+	}
 	if c.chown {
 		h.Uid, h.Gid = c.uid, c.gid
 	}
@@ -130,6 +134,7 @@ func (c *copyPlan) add(target string, f srcFile) error {
 		h.Typeflag = tar.TypeReg
 		h.Size = f.fi.Size()
 		e.src = f.abs
+		e.open = f.open
 	case m&os.ModeSymlink != 0:
 		h.Typeflag = tar.TypeSymlink
 		h.Linkname = f.link
@@ -195,6 +200,16 @@ func (c *copyPlan) writeTar(w io.Writer, names []string) error {
 		case e.data != nil:
 			if _, err := tw.Write(e.data); err != nil {
 				return err
+			}
+		case e.open != nil && h.Typeflag == tar.TypeReg:
+			rc, err := e.open()
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", n, err)
+			}
+			_, err = io.CopyN(tw, rc, h.Size)
+			rc.Close()
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", n, err)
 			}
 		case e.src != "" && h.Typeflag == tar.TypeReg:
 			if err := copyFileInto(tw, e.src, h.Size); err != nil {

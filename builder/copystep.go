@@ -243,9 +243,31 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 
 	return st.layerStep(ctx, name, key.Sum(), hist, func(v *vertex) (v1.Layer, error) {
 		if src.identity != "" {
-			if err := src.materialize(b, local); err != nil {
-				return nil, err
+			// read in place from the source's layers; unpack only when
+			// some content is not in a local uncompressed blob
+			inPlace := true
+			for _, p := range local {
+				ss, ok, err := src.view.sources(p, exclude)
+				if err != nil {
+					if errors.Is(err, fs.ErrNotExist) && hasMeta(p) {
+						continue
+					}
+					if errors.Is(err, fs.ErrNotExist) {
+						return nil, fmt.Errorf("failed to compute cache key: %q: not found", "/"+cleanName(p))
+					}
+					return nil, err
+				}
+				inPlace = inPlace && ok
+				sources = append(sources, ss...)
 			}
+			if !inPlace {
+				sources = nil
+				if err := src.materialize(b, local); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if src.identity != "" && sources == nil {
 			for _, p := range local {
 				ss, err := st.listSources(src, p, exclude)
 				if err != nil {

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/patternmatcher"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -24,10 +28,155 @@ type fsEntry struct {
 	uid, gid int
 	link     string
 	mtime    time.Time
-	layer    int // index of the layer holding the entry's content
+	layer    int   // index of the layer holding the entry's content
+	off      int64 // offset of a regular file's content in that layer's blob; -1 unknown
+	size     int64
 }
 
 func (e *fsEntry) isDir() bool { return e.typ == tar.TypeDir }
+
+// posReader tracks the offset in a layer blob while archive/tar reads it
+// (and seeks over content), so entries can later be read in place.
+type posReader struct {
+	r   *os.File
+	pos int64
+}
+
+func (p *posReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.pos += int64(n)
+	return n, err
+}
+
+func (p *posReader) Seek(off int64, whence int) (int64, error) {
+	n, err := p.r.Seek(off, whence)
+	if err == nil {
+		p.pos = n
+	}
+	return n, err
+}
+
+// open returns a reader of a regular file's content straight from the
+// layer blob that holds it.
+func (v *fsView) open(e *fsEntry) (io.ReadCloser, error) {
+	if e.off < 0 {
+		return nil, errors.New("content offset unknown")
+	}
+	rc, err := v.layers[e.layer].Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	f, ok := rc.(*os.File)
+	if !ok {
+		rc.Close()
+		return nil, errors.New("layer is not a local file")
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, e.off, e.size), f}, nil
+}
+
+// viewInfo presents a view entry as an os.FileInfo.
+type viewInfo struct {
+	name string
+	e    *fsEntry
+}
+
+func (i viewInfo) Name() string       { return path.Base(i.name) }
+func (i viewInfo) Size() int64        { return i.e.size }
+func (i viewInfo) ModTime() time.Time { return i.e.mtime }
+func (i viewInfo) IsDir() bool        { return i.e.isDir() }
+func (i viewInfo) Sys() any           { return nil }
+func (i viewInfo) Mode() os.FileMode {
+	m := tarMode(i.e.mode)
+	switch i.e.typ {
+	case tar.TypeDir:
+		m |= os.ModeDir
+	case tar.TypeSymlink:
+		m |= os.ModeSymlink
+	case tar.TypeFifo:
+		m |= os.ModeNamedPipe
+	case tar.TypeChar:
+		m |= os.ModeDevice | os.ModeCharDevice
+	case tar.TypeBlock:
+		m |= os.ModeDevice
+	}
+	return m
+}
+
+// sources lists what a COPY --from source pattern selects in the view:
+// each match (its symlink followed) with everything below it, as srcFiles
+// whose content is read in place from the layer blobs. ok is false when
+// some content cannot be read in place (compressed layers).
+func (v *fsView) sources(pattern string, exclude *patternmatcher.PatternMatcher) (out []source, ok bool, err error) {
+	p := cleanName(pattern)
+	var matches []string
+	if hasMeta(p) {
+		for k := range v.m {
+			if m, _ := path.Match(p, k); m && k != "" {
+				matches = append(matches, k)
+			}
+		}
+		sort.Strings(matches)
+	} else {
+		if _, found := v.m[p]; !found {
+			rp, rerr := v.resolve(p, true)
+			if _, found2 := v.m[rp]; rerr != nil || !found2 {
+				return nil, true, fmt.Errorf("%w: %s", fs.ErrNotExist, pattern)
+			}
+		}
+		matches = []string{p}
+	}
+	ok = true
+	for _, m := range matches {
+		rp, err := v.resolve(m, true)
+		if err != nil {
+			return nil, false, err
+		}
+		top, found := v.m[rp]
+		if !found {
+			continue
+		}
+		src := source{pattern: pattern, path: m}
+		add := func(name, rel string, e *fsEntry) {
+			f := srcFile{rel: rel, fi: viewInfo{name, e}, link: e.link, uid: e.uid, gid: e.gid, hasOwner: true}
+			if e.typ == tar.TypeReg {
+				if e.off < 0 {
+					ok = false
+				}
+				e := e
+				f.open = func() (io.ReadCloser, error) { return v.open(e) }
+			}
+			src.files = append(src.files, f)
+		}
+		add(rp, "", top)
+		if top.isDir() {
+			pre := rp + "/"
+			if rp == "" {
+				pre = ""
+			}
+			var keys []string
+			for k := range v.m {
+				if k != "" && strings.HasPrefix(k, pre) && k != rp {
+					keys = append(keys, k)
+				}
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				rel := strings.TrimPrefix(k, pre)
+				if exclude != nil {
+					if m, _ := exclude.MatchesOrParentMatches(rel); m {
+						continue
+					}
+				}
+				add(k, rel, v.m[k])
+			}
+		}
+		out = append(out, src)
+	}
+	return out, ok, nil
+}
 
 // fsView is the merged metadata of an image's layers (read from the tar
 // headers only): what COPY needs to know about its destination (existing
@@ -64,8 +213,12 @@ func (v *fsView) add(l v1.Layer) error {
 		return err
 	}
 	defer rc.Close()
-	var r io.Reader = rc
-	if _, ok := rc.(io.Seeker); !ok {
+	var r io.Reader
+	var pr *posReader
+	if f, ok := rc.(*os.File); ok {
+		pr = &posReader{r: f}
+		r = pr
+	} else {
 		r = bufio.NewReaderSize(rc, 1<<16)
 	}
 	tr := tar.NewReader(r)
@@ -99,9 +252,12 @@ func (v *fsView) add(l v1.Layer) error {
 			}
 			continue
 		}
-		e := &fsEntry{typ: h.Typeflag, mode: h.Mode & 0o7777, uid: h.Uid, gid: h.Gid, link: h.Linkname, mtime: h.ModTime, layer: idx}
+		e := &fsEntry{typ: h.Typeflag, mode: h.Mode & 0o7777, uid: h.Uid, gid: h.Gid, link: h.Linkname, mtime: h.ModTime, layer: idx, off: -1, size: h.Size}
 		if e.typ == tar.TypeRegA {
 			e.typ = tar.TypeReg
+		}
+		if e.typ == tar.TypeReg && pr != nil {
+			e.off = pr.pos
 		}
 		if e.typ == tar.TypeLink {
 			if t, ok := v.m[cleanName(h.Linkname)]; ok {

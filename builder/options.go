@@ -108,15 +108,23 @@ func ParseOutput(s string) (Output, error) {
 		return Output{Type: "local", Dest: s}, nil
 	}
 	var o Output
+	var last *string
 	for _, f := range strings.Split(s, ",") {
-		k, v, _ := strings.Cut(f, "=")
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || (k != "type" && k != "dest" && k != "name" && last != nil) {
+			if last == nil {
+				return o, fmt.Errorf("invalid output %q: want type=T,dest=D", s)
+			}
+			*last += "," + f // a comma inside the last value (a path)
+			continue
+		}
 		switch k {
 		case "type":
-			o.Type = v
+			o.Type, last = v, &o.Type
 		case "dest":
-			o.Dest = v
+			o.Dest, last = v, &o.Dest
 		case "name":
-			o.Name = v
+			o.Name, last = v, &o.Name
 		default:
 			return o, fmt.Errorf("invalid output %q: unknown key %q", s, k)
 		}

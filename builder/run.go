@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -233,6 +234,12 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 			spec.Tmpfs = append(spec.Tmpfs, *rm.tmpfs)
 		}
 	}
+	var stubs []string
+	if len(spec.Binds)+len(spec.Tmpfs) > 0 {
+		if stubs, err = st.mountStubs(spec); err != nil {
+			return nil, err
+		}
+	}
 	key := randomKey()
 	ms, err := sn.Prepare(ctx, key, st.layers)
 	if err != nil {
@@ -247,7 +254,80 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 	if code != 0 {
 		return nil, &ExitError{Cmd: strings.Join(args, " "), Code: code}
 	}
+	removeStubs(ms, stubs)
 	return sn.Commit(ctx, key)
+}
+
+// mountStubs lists the paths the sandbox will create as mount points for
+// RUN's mounts (those missing from the image), deepest first. Like
+// BuildKit, strata removes them again when still empty, so a mount never
+// leaves a trace in the layer.
+func (st *stage) mountStubs(spec rootfs.Spec) ([]string, error) {
+	view, err := st.fsView()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	var targets []string
+	for _, b := range spec.Binds {
+		targets = append(targets, b.Target)
+	}
+	for _, t := range spec.Tmpfs {
+		targets = append(targets, t.Target)
+	}
+	for _, t := range targets {
+		for p := cleanName(t); p != ""; p = parentOf(p) {
+			if rp, err := view.resolve(p, false); err == nil {
+				if _, ok := view.get(rp); ok {
+					break
+				}
+			}
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return strings.Count(out[i], "/") > strings.Count(out[j], "/") })
+	return out, nil
+}
+
+// removeStubs deletes empty mount stubs from the snapshot's writable
+// directory (the overlay upperdir, or the native snapshot's root).
+func removeStubs(ms []snapshot.Mount, stubs []string) {
+	if len(stubs) == 0 || len(ms) == 0 {
+		return
+	}
+	root := ""
+	switch ms[0].Type {
+	case "overlay":
+		for _, o := range ms[0].Options {
+			if v, ok := strings.CutPrefix(o, "upperdir="); ok {
+				root = v
+			}
+		}
+	case "bind":
+		root = ms[0].Source
+	}
+	if root == "" {
+		return
+	}
+	for _, s := range stubs {
+		p, err := securejoin.SecureJoin(root, s)
+		if err != nil {
+			continue
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		if fi.Mode().IsRegular() && fi.Size() == 0 {
+			os.Remove(p)
+		} else if fi.IsDir() {
+			os.Remove(p) // fails when not empty: kept
+		}
+	}
 }
 
 // ExitError is a RUN whose process exited non-zero.

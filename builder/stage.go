@@ -8,6 +8,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -46,6 +47,7 @@ type stage struct {
 	args     []instructions.KeyValuePairOptional
 	newHist  int // history entries before this build's first new one
 	view     *fsView
+	viewMu   sync.Mutex
 	noCache  bool
 	hasShell bool
 }
@@ -152,6 +154,11 @@ func (st *stage) init(ctx context.Context) error {
 		}
 		triggers := st.img.Config.OnBuild
 		st.img.Config.OnBuild = nil
+		for _, t := range triggers {
+			if w := strings.ToUpper(strings.Fields(t + " x")[0]); w == "RUN" || w == "COPY" || w == "ADD" || w == "WORKDIR" {
+				st.total++
+			}
+		}
 		for _, t := range triggers {
 			res, err := parser.Parse(strings.NewReader(t))
 			if err != nil {
@@ -535,6 +542,8 @@ func (st *stage) workdir(ctx context.Context, c *instructions.WorkdirCommand) er
 
 // fsView returns the merged metadata of the stage's current layers.
 func (st *stage) fsView() (*fsView, error) {
+	st.viewMu.Lock()
+	defer st.viewMu.Unlock()
 	if st.view == nil {
 		st.view = newView()
 	}

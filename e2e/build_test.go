@@ -1,0 +1,616 @@
+package e2e
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// bldFile is one expected entry of a built image's flattened filesystem.
+type bldFile struct {
+	Path     string
+	Type     byte // tar.TypeReg, TypeDir, TypeSymlink
+	Mode     int64
+	UID, GID int
+	Content  string // regular files
+	Link     string
+	Absent   bool
+}
+
+func reg(p string, mode int64, content string) bldFile {
+	return bldFile{Path: p, Type: tar.TypeReg, Mode: mode, Content: content}
+}
+func dir(p string, mode int64) bldFile { return bldFile{Path: p, Type: tar.TypeDir, Mode: mode} }
+func absent(p string) bldFile          { return bldFile{Path: p, Absent: true} }
+
+// bldConfig is the part of an image config the tests compare.
+type bldConfig struct {
+	Author string `json:"author"`
+	Config struct {
+		User         string
+		ExposedPorts map[string]struct{}
+		Env          []string
+		Entrypoint   []string
+		Cmd          []string
+		Volumes      map[string]struct{}
+		WorkingDir   string
+		Labels       map[string]string
+		StopSignal   string
+		Shell        []string
+		OnBuild      []string
+		Healthcheck  *struct {
+			Test     []string
+			Interval int64
+			Retries  int
+		}
+	} `json:"config"`
+	RootFS struct {
+		DiffIDs []string `json:"diff_ids"`
+	} `json:"rootfs"`
+	History []struct {
+		CreatedBy  string `json:"created_by"`
+		Comment    string `json:"comment"`
+		EmptyLayer bool   `json:"empty_layer"`
+	} `json:"history"`
+}
+
+// bldContext writes files (name → content; a name ending in "/" is a
+// directory; "->target" content makes a symlink) into a new directory.
+func bldContext(t *testing.T, files map[string]string) string {
+	t.Helper()
+	d := t.TempDir()
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p := filepath.Join(d, n)
+		if strings.HasSuffix(n, "/") {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		c := files[n]
+		if strings.HasPrefix(c, "->") {
+			if err := os.Symlink(strings.TrimPrefix(c, "->"), p); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+// bldBuild builds ctx as tag and returns the flattened filesystem and the
+// image config.
+func bldBuild(t *testing.T, e *env, ctx, tag string, extra ...string) (map[string]bldFile, bldConfig) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "fs.tar")
+	iid := filepath.Join(t.TempDir(), "iid")
+	args := append([]string{"build", "--progress", "plain", "-t", tag, "--iidfile", iid, "--output", "type=tar,dest=" + out}, extra...)
+	args = append(args, ctx)
+	e.ok(args...)
+	return bldTree(t, out), bldReadConfig(t, e, iid)
+}
+
+func bldReadConfig(t *testing.T, e *env, iidfile string) bldConfig {
+	t.Helper()
+	id, err := os.ReadFile(iidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hex := strings.TrimPrefix(strings.TrimSpace(string(id)), "sha256:")
+	raw, err := os.ReadFile(filepath.Join(e.Root, "blobs", "sha256", hex))
+	if err != nil {
+		t.Fatalf("reading config %s: %v", id, err)
+	}
+	var c bldConfig
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func bldTree(t *testing.T, tarPath string) map[string]bldFile {
+	t.Helper()
+	f, err := os.Open(tarPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]bldFile{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := "/" + strings.Trim(filepath.Clean("/"+h.Name), "/")
+		e := bldFile{Path: p, Type: h.Typeflag, Mode: h.Mode & 0o7777, UID: h.Uid, GID: h.Gid, Link: h.Linkname}
+		if e.Type == tar.TypeRegA {
+			e.Type = tar.TypeReg
+		}
+		if e.Type == tar.TypeReg {
+			b, _ := io.ReadAll(tr)
+			e.Content = string(b)
+		}
+		out[p] = e
+	}
+	return out
+}
+
+func bldCheckTree(t *testing.T, tree map[string]bldFile, want []bldFile) {
+	t.Helper()
+	for _, w := range want {
+		got, ok := tree[w.Path]
+		if w.Absent {
+			if ok {
+				t.Errorf("%s: present, want absent", w.Path)
+			}
+			continue
+		}
+		if !ok {
+			t.Errorf("%s: missing", w.Path)
+			continue
+		}
+		if w.Type == 0 {
+			w.Type = tar.TypeReg
+		}
+		got.Path = w.Path
+		if w.Type != tar.TypeReg {
+			got.Content = ""
+		}
+		if got != w {
+			t.Errorf("%s:\n got  %+v\n want %+v", w.Path, got, w)
+		}
+	}
+}
+
+func TestBuildCopyRules(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	cases := []struct {
+		name  string
+		df    string
+		files map[string]string
+		args  []string
+		want  []bldFile
+	}{
+		{
+			name:  "file into dir with trailing slash, dir contents, multiple sources",
+			df:    "FROM bbase\nCOPY a.txt /dst/\nCOPY d /dcont\nCOPY a.txt b.txt /multi/\nCOPY a.txt /renamed\n",
+			files: map[string]string{"a.txt": "A", "b.txt": "B", "d/x": "X", "d/sub/y": "Y"},
+			want: []bldFile{
+				reg("/dst/a.txt", 0o644, "A"), dir("/dst", 0o755),
+				reg("/dcont/x", 0o644, "X"), reg("/dcont/sub/y", 0o644, "Y"), absent("/dcont/d"),
+				reg("/multi/a.txt", 0o644, "A"), reg("/multi/b.txt", 0o644, "B"),
+				reg("/renamed", 0o644, "A"),
+			},
+		},
+		{
+			name:  "globs, relative to WORKDIR, symlinks kept",
+			df:    "FROM bbase\nWORKDIR /w\nCOPY *.txt sub/\nCOPY l ./\n",
+			files: map[string]string{"a.txt": "A", "b.txt": "B", "c.md": "C", "l/link": "->a.txt"},
+			want: []bldFile{
+				reg("/w/sub/a.txt", 0o644, "A"), reg("/w/sub/b.txt", 0o644, "B"), absent("/w/sub/c.md"),
+				{Path: "/w/link", Type: tar.TypeSymlink, Mode: 0o777, Link: "a.txt"},
+			},
+		},
+		{
+			name:  "chown by name and id, chmod",
+			df:    "FROM bbase\nCOPY --chown=app a.txt /o/byname\nCOPY --chown=7:8 a.txt /o/byid\nCOPY --chmod=0751 a.txt /o/mode\nCOPY --chown=app:nobody a.txt /o/group\n",
+			files: map[string]string{"a.txt": "A"},
+			want: []bldFile{
+				{Path: "/o/byname", Type: tar.TypeReg, Mode: 0o644, UID: 1000, GID: 1000, Content: "A"},
+				{Path: "/o/byid", Type: tar.TypeReg, Mode: 0o644, UID: 7, GID: 8, Content: "A"},
+				reg("/o/mode", 0o751, "A"),
+				{Path: "/o/group", Type: tar.TypeReg, Mode: 0o644, UID: 1000, GID: 65534, Content: "A"},
+				{Path: "/o", Type: tar.TypeDir, Mode: 0o755, UID: 1000, GID: 1000},
+			},
+		},
+		{
+			name:  "exclude, link, parents, heredoc",
+			df:    "FROM bbase\nCOPY --exclude=*.log d /ex/\nCOPY --link a.txt /linked/\nCOPY --parents p/q/r.txt /par/\nCOPY <<EOF /here.txt\nhello $X\nEOF\n",
+			files: map[string]string{"d/keep": "K", "d/drop.log": "L", "a.txt": "A", "p/q/r.txt": "R"},
+			want: []bldFile{
+				reg("/ex/keep", 0o644, "K"), absent("/ex/drop.log"), reg("/linked/a.txt", 0o644, "A"),
+				reg("/par/p/q/r.txt", 0o644, "R"), reg("/here.txt", 0o644, "hello \n"),
+			},
+		},
+		{
+			name:  "dockerignore with exceptions and **",
+			df:    "FROM bbase\nCOPY . /ctx/\n",
+			files: map[string]string{".dockerignore": "**/*.tmp\nsecret*\n!secret-ok\n", "a.txt": "A", "x/y.tmp": "T", "secret1": "S", "secret-ok": "O"},
+			want: []bldFile{
+				reg("/ctx/a.txt", 0o644, "A"), absent("/ctx/x/y.tmp"), absent("/ctx/secret1"), reg("/ctx/secret-ok", 0o644, "O"),
+			},
+		},
+		{
+			name:  "copy from stage by name and index, from image",
+			df:    "FROM bbase AS one\nRUN mkdir /out && echo 1 > /out/f && chown 1000:1000 /out/f\nFROM scratch\nCOPY --from=one /out/f /f1\nCOPY --from=0 /out /o\nCOPY --from=bbase /etc/group /g\n",
+			files: map[string]string{},
+			want: []bldFile{
+				{Path: "/f1", Type: tar.TypeReg, Mode: 0o644, UID: 1000, GID: 1000, Content: "1\n"},
+				{Path: "/o/f", Type: tar.TypeReg, Mode: 0o644, UID: 1000, GID: 1000, Content: "1\n"},
+				reg("/g", 0o644, "root:x:0:\nnobody:x:65534:\napp:x:1000:\n"),
+				absent("/bin/sh"),
+			},
+		},
+		{
+			name:  "ADD extracts local archives by content",
+			df:    "FROM bbase\nADD arch.bin /x/\n",
+			files: map[string]string{},
+			want:  []bldFile{reg("/x/inner/file", 0o600, "inside"), absent("/x/arch.bin")},
+		},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := &env{t: t, Root: e.Root}
+			ctx := bldContext(t, c.files)
+			if strings.Contains(c.df, "arch.bin") {
+				writeGzipTar(t, filepath.Join(ctx, "arch.bin"), "inner/file", "inside")
+			}
+			if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(c.df), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tree, _ := bldBuild(t, e, ctx, "copy"+string(rune('a'+i)), c.args...)
+			bldCheckTree(t, tree, c.want)
+		})
+	}
+}
+
+func writeGzipTar(t *testing.T, p, name, content string) {
+	t.Helper()
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	tw.WriteHeader(&tar.Header{Name: filepath.Dir(name) + "/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(content))})
+	tw.Write([]byte(content))
+	tw.Close()
+	zw.Close()
+}
+
+func TestBuildConfig(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	df := `# syntax=docker/dockerfile:1
+ARG BASE=bbase
+ARG UNUSED_GLOBAL=1
+FROM $BASE AS base
+MAINTAINER someone
+ENV A=1 B="two words"
+ENV C=${A}x
+WORKDIR rel
+WORKDIR sub
+USER app
+EXPOSE 80 53/udp
+VOLUME /data
+LABEL l1=v1 "l 2"=v2
+STOPSIGNAL SIGINT
+SHELL ["/bin/sh", "-ec"]
+HEALTHCHECK --interval=5s --retries=2 CMD true
+ENTRYPOINT ["/bin/echo"]
+CMD ["x"]
+ONBUILD RUN echo triggered > /tmp/onbuild
+ARG TARGETARCH
+ARG V=default
+RUN echo $V $TARGETARCH > /tmp/v
+FROM base AS second
+ENTRYPOINT ["/bin/cat"]
+`
+	ctx := bldContext(t, map[string]string{"Dockerfile": df})
+	_, cfg := bldBuild(t, e, ctx, "cfg1", "--build-arg", "V=secretvalue", "--target", "base")
+	c := cfg.Config
+	want := map[string]any{
+		"Author":     "someone",
+		"User":       "app",
+		"WorkingDir": "/rel/sub",
+		"Env":        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "A=1", "B=two words", "C=1x"},
+		"Entrypoint": []string{"/bin/echo"},
+		"Cmd":        []string{"x"},
+		"Shell":      []string{"/bin/sh", "-ec"},
+		"StopSignal": "SIGINT",
+		"OnBuild":    []string{"RUN echo triggered > /tmp/onbuild"},
+		"Labels":     map[string]string{"l1": "v1", "l 2": "v2"},
+		"Ports":      map[string]struct{}{"80/tcp": {}, "53/udp": {}},
+		"Volumes":    map[string]struct{}{"/data": {}},
+	}
+	got := map[string]any{
+		"Author": cfg.Author, "User": c.User, "WorkingDir": c.WorkingDir, "Env": c.Env, "Entrypoint": c.Entrypoint,
+		"Cmd": c.Cmd, "Shell": c.Shell, "StopSignal": c.StopSignal, "OnBuild": c.OnBuild, "Labels": c.Labels,
+		"Ports": c.ExposedPorts, "Volumes": c.Volumes,
+	}
+	for k, w := range want {
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s = %#v, want %#v", k, got[k], w)
+		}
+	}
+	if c.Healthcheck == nil || !reflect.DeepEqual(c.Healthcheck.Test, []string{"CMD-SHELL", "true"}) || c.Healthcheck.Interval != 5e9 || c.Healthcheck.Retries != 2 {
+		t.Errorf("Healthcheck = %+v", c.Healthcheck)
+	}
+	// History: BuildKit's CREATED BY text, arg names but never values,
+	// empty_layer for metadata, one layer per WORKDIR/RUN.
+	var hist []string
+	layers := 0
+	for _, h := range cfg.History[1:] {
+		if h.Comment != "buildkit.dockerfile.v0" {
+			t.Errorf("history comment %q", h.Comment)
+		}
+		mark := "E "
+		if !h.EmptyLayer {
+			mark = "L "
+			layers++
+		}
+		hist = append(hist, mark+h.CreatedBy)
+	}
+	wantHist := []string{
+		"E MAINTAINER someone", "E ENV A=1 B=two words", "E ENV C=1x", "L WORKDIR /rel", "L WORKDIR /rel/sub",
+		"E USER app", "E EXPOSE map[53/udp:{} 80/tcp:{}]", "E VOLUME [/data]", "E LABEL l1=v1 l 2=v2",
+		"E STOPSIGNAL SIGINT", "E SHELL [/bin/sh -ec]",
+		`E HEALTHCHECK &{["CMD-SHELL" "true"] "5s" "0s" "0s" "0s" '\x02'}`,
+		`E ENTRYPOINT ["/bin/echo"]`, `E CMD ["x"]`, "E ARG TARGETARCH", "E ARG V",
+		"L RUN |2 TARGETARCH V /bin/sh -ec echo $V $TARGETARCH > /tmp/v # buildkit",
+	}
+	if !reflect.DeepEqual(hist, wantHist) {
+		t.Errorf("history:\n%s\nwant:\n%s", strings.Join(hist, "\n"), strings.Join(wantHist, "\n"))
+	}
+	if len(cfg.RootFS.DiffIDs) != 1+layers {
+		t.Errorf("%d layers, %d non-empty history entries after the base", len(cfg.RootFS.DiffIDs), layers)
+	}
+	raw, _ := json.Marshal(cfg)
+	if strings.Contains(string(raw), "secretvalue") {
+		t.Errorf("build-arg value in the config: %s", raw)
+	}
+
+	// ENTRYPOINT in a child stage resets the inherited CMD; ONBUILD does
+	// not fire for a stage built FROM a stage, only FROM an image.
+	_, cfg2 := bldBuild(t, e, ctx, "cfg2")
+	if !reflect.DeepEqual(cfg2.Config.Entrypoint, []string{"/bin/cat"}) || cfg2.Config.Cmd != nil {
+		t.Errorf("second: Entrypoint %q Cmd %q, want [/bin/cat] and no Cmd", cfg2.Config.Entrypoint, cfg2.Config.Cmd)
+	}
+	child := bldContext(t, map[string]string{"Dockerfile": "FROM cfg1\n"})
+	tree, cfg3 := bldBuild(t, e, child, "cfg3")
+	bldCheckTree(t, tree, []bldFile{
+		{Path: "/tmp/onbuild", Type: tar.TypeReg, Mode: 0o644, UID: 1000, GID: 1000, Content: "triggered\n"},
+		{Path: "/tmp/v", Type: tar.TypeReg, Mode: 0o644, UID: 1000, GID: 1000, Content: "secretvalue amd64\n"},
+	})
+	if cfg3.Config.OnBuild != nil {
+		t.Errorf("OnBuild kept in the child: %q", cfg3.Config.OnBuild)
+	}
+}
+
+func TestBuildArgsAndStages(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	df := `ARG G=global
+FROM bbase AS a
+ARG G
+RUN echo "a:$G" > /a
+FROM bbase AS unused
+RUN exit 1
+FROM bbase AS b
+ARG L=local
+RUN echo "b:$L:${G:-unset}" > /b
+FROM scratch
+COPY --from=a /a /a
+COPY --from=b /b /b
+`
+	ctx := bldContext(t, map[string]string{"Dockerfile": df})
+	out := filepath.Join(t.TempDir(), "fs.tar")
+	r := e.run("build", "--progress", "plain", "--build-arg", "L=over", "--build-arg", "NOPE=1", "--output", "type=tar,dest="+out, ctx)
+	if r.Code != 0 {
+		t.Fatalf("build failed: %s", r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "WARNING: one or more build args were not consumed: [NOPE]") {
+		t.Errorf("no unused build-arg warning:\n%s", r.Stderr)
+	}
+	if strings.Contains(r.Stderr, "RUN exit 1") {
+		t.Errorf("the unused stage ran:\n%s", r.Stderr)
+	}
+	bldCheckTree(t, bldTree(t, out), []bldFile{reg("/a", 0o644, "a:global\n"), reg("/b", 0o644, "b:over:unset\n")})
+
+	// --target picks a stage
+	tree, _ := bldBuild(t, e, ctx, "tgt", "--target", "a")
+	bldCheckTree(t, tree, []bldFile{reg("/a", 0o644, "a:global\n"), absent("/b")})
+}
+
+func TestBuildRunMounts(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	secret := filepath.Join(t.TempDir(), "s")
+	os.WriteFile(secret, []byte("TOPSECRET"), 0o600)
+	df := `FROM bbase
+RUN --mount=type=cache,target=/cache sh -c 'echo x >> /cache/log; wc -l < /cache/log > /count'
+RUN --mount=type=bind,source=in,target=/in cp /in/f /copied
+RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/t && ls /scratch > /tmpfs-list'
+RUN --mount=type=secret,id=tok sh -c 'cat /run/secrets/tok | wc -c > /secret-len'
+RUN --network=none sh -c 'ls /sys/class/net > /ifaces'
+RUN ["/bin/sh", "-c", "echo exec > /exec"]
+RUN <<EOT
+echo heredoc > /heredoc
+EOT
+`
+	ctx := bldContext(t, map[string]string{"Dockerfile": df, "in/f": "F"})
+	tree, cfg := bldBuild(t, e, ctx, "mounts", "--secret", "id=tok,src="+secret)
+	bldCheckTree(t, tree, []bldFile{
+		reg("/count", 0o644, "1\n"), absent("/cache/log"), reg("/copied", 0o644, "F"), absent("/in/f"),
+		reg("/tmpfs-list", 0o644, "t\n"), absent("/scratch/t"), reg("/secret-len", 0o644, "9\n"),
+		absent("/run/secrets/tok"), absent("/run/secrets"), absent("/in"), absent("/scratch"), absent("/cache"), reg("/ifaces", 0o644, "lo\n"), reg("/exec", 0o644, "exec\n"),
+		reg("/heredoc", 0o644, "heredoc\n"),
+	})
+	// the cache mount persists between builds (--no-cache reruns the step)
+	tree, _ = bldBuild(t, e, ctx, "mounts", "--no-cache", "--secret", "id=tok,src="+secret)
+	bldCheckTree(t, tree, []bldFile{reg("/count", 0o644, "2\n")})
+	// the secret is in no layer and not in the config
+	raw, _ := json.Marshal(cfg)
+	if strings.Contains(string(raw), "TOPSECRET") {
+		t.Error("secret in the config")
+	}
+	for _, d := range cfg.RootFS.DiffIDs {
+		b, _ := os.ReadFile(filepath.Join(e.Root, "blobs", "sha256", strings.TrimPrefix(d, "sha256:")))
+		if strings.Contains(string(b), "TOPSECRET") {
+			t.Errorf("secret in layer %s", d)
+		}
+	}
+}
+
+func TestBuildOutputs(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	ctx := bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nCOPY a /a\n", "a": "A"})
+	d := t.TempDir()
+	e.ok("build", "-q", "-t", "outs", "--output", "type=oci,dest="+d+"/oci.tar", "--output", "type=docker,dest="+d+"/docker.tar",
+		"--output", "type=local,dest="+d+"/local", "--output", "type=tar,dest="+d+"/flat.tar", ctx)
+	if b, err := os.ReadFile(d + "/local/a"); err != nil || string(b) != "A" {
+		t.Errorf("local output: %q %v", b, err)
+	}
+	if _, err := os.Stat(d + "/local/bin/busybox"); err != nil {
+		t.Errorf("local output lacks the base: %v", err)
+	}
+	for _, c := range []struct{ file, member string }{{"oci.tar", "index.json"}, {"oci.tar", "oci-layout"}, {"docker.tar", "manifest.json"}, {"flat.tar", "a"}} {
+		if !tarHas(t, filepath.Join(d, c.file), c.member) {
+			t.Errorf("%s has no %s", c.file, c.member)
+		}
+	}
+	e.ok("inspect", "outs")
+}
+
+func tarHas(t *testing.T, p, member string) bool {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return false
+		}
+		if strings.TrimPrefix(h.Name, "./") == member {
+			return true
+		}
+	}
+}
+
+// bldFails builds and checks the last stderr line (progress comes first).
+func bldFails(t *testing.T, e *env, want string, args ...string) result {
+	t.Helper()
+	r := e.run(args...)
+	if r.Code == 0 {
+		t.Fatalf("strata %s succeeded, want failure %q", strings.Join(args, " "), want)
+	}
+	lines := strings.Split(strings.TrimRight(r.Stderr, "\n"), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "strata: ") || !strings.Contains(last, want) {
+		t.Fatalf("last stderr line %q does not contain %q\n%s", last, want, r.Stderr)
+	}
+	if strings.Contains(r.Stderr, "goroutine ") {
+		t.Fatalf("stack trace:\n%s", r.Stderr)
+	}
+	return r
+}
+
+func TestBuildErrors(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	cases := []struct {
+		name, df, want string
+		files          map[string]string
+	}{
+		{"syntax error", "FROM bbase\nRUN echo ok\nENV\n", "Dockerfile:3: ENV requires at least one argument", nil},
+		{"unknown instruction", "FROM bbase\nFOO bar\n", "Dockerfile:2: unknown instruction: FOO", nil},
+		{"missing source", "FROM bbase\nCOPY nope.txt /\n", `Dockerfile:2: failed to compute cache key: "/nope.txt": not found`, nil},
+		{"outside context", "FROM bbase\nCOPY ../x /\n", "Dockerfile:2: forbidden path outside the build context: ../x", nil},
+		{"failing RUN", "FROM bbase\nRUN echo before\nRUN echo out; exit 3\n", `Dockerfile:3: process "/bin/sh -c echo out; exit 3" did not complete successfully: exit code: 3`, nil},
+		{"no FROM", "RUN true\n", "Dockerfile:1: RUN before the first FROM", nil},
+		{"bad target", "FROM bbase AS x\n", `target stage "nope" could not be found`, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := &env{t: t, Root: e.Root}
+			files := map[string]string{"Dockerfile": c.df}
+			for k, v := range c.files {
+				files[k] = v
+			}
+			ctx := bldContext(t, files)
+			args := []string{"build", "--progress", "plain", "-t", "broken:1", ctx}
+			if c.name == "bad target" {
+				args = append(args[:len(args)-1], "--target", "nope", ctx)
+			}
+			r := bldFails(t, e, c.want, args...)
+			if c.name == "failing RUN" {
+				if !strings.Contains(r.Stderr, "out\n------") || !strings.Contains(r.Stderr, " 3 | >>> RUN echo out; exit 3") {
+					t.Errorf("failure report lacks the output or the Dockerfile line:\n%s", r.Stderr)
+				}
+			}
+			if r := e.run("inspect", "broken:1"); r.Code == 0 {
+				t.Error("a failed build left a tag")
+			}
+			bldNoLeftovers(t, e)
+		})
+	}
+}
+
+// bldNoLeftovers checks that no snapshot, mount or temp dir survived a build.
+func bldNoLeftovers(t *testing.T, e *env) {
+	t.Helper()
+	if ents, _ := os.ReadDir(filepath.Join(e.Root, "snapshots", "active")); len(ents) > 0 {
+		t.Errorf("active snapshots left: %d", len(ents))
+	}
+	if ents, _ := os.ReadDir(filepath.Join(e.Root, "tmp")); len(ents) > 0 {
+		t.Errorf("temp dirs left: %d", len(ents))
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), e.Root) {
+		t.Errorf("mounts left under %s", e.Root)
+	}
+}
+
+func TestBuildStdinAndProgress(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	// a Dockerfile on stdin: empty context
+	r := e.runIn([]byte("FROM bbase\nRUN echo hi > /hi\n"), "build", "--progress", "plain", "-t", "stdin1", "-")
+	if r.Code != 0 {
+		t.Fatalf("build from stdin: %s", r.Stderr)
+	}
+	for _, want := range []string{"#1 [internal] load build definition from Dockerfile", "[1/2] FROM docker.io/library/bbase:latest", "[2/2] RUN echo hi > /hi", "DONE"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("progress lacks %q:\n%s", want, r.Stderr)
+		}
+	}
+	r = e.runIn([]byte("FROM bbase\nRUN echo hi > /hi\n"), "build", "--progress", "plain", "-t", "stdin1", "-")
+	if !strings.Contains(r.Stderr, "CACHED") {
+		t.Errorf("second build not cached:\n%s", r.Stderr)
+	}
+	r = e.runIn([]byte("FROM bbase\nRUN echo json\n"), "build", "--progress", "json", "-")
+	if !strings.Contains(r.Stderr, `"status":"done"`) {
+		t.Errorf("json progress:\n%s", r.Stderr)
+	}
+}
