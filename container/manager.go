@@ -550,22 +550,60 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
 	return m.destroy(ctx, c)
 }
 
+// Stop stops a running container as docker stop does: SIGTERM to its
+// process (through the strata that runs it, which forwards it), then
+// SIGKILL after timeout. Stopping a container that is not running is not
+// an error.
+func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) error {
+	c, err := m.Get(ref)
+	if err != nil {
+		return err
+	}
+	if !m.locked(c.ID) {
+		return nil
+	}
+	m.signal(c, unix.SIGTERM)
+	l, err := m.waitUnlocked(ctx, c, timeout)
+	if err == nil {
+		l.release()
+		return nil
+	}
+	if l, err = m.kill(ctx, c); err != nil {
+		return fmt.Errorf("stopping container %s: %w", ref, err)
+	}
+	l.release()
+	return nil
+}
+
+// signal sends sig to the strata process that runs c: only to the process
+// that holds the lock, and only when it is the one the record names (a
+// recorded PID alone may have been reused; the holder may be an rm or a
+// commit, which must be waited for instead).
+func (m *Manager) signal(c *Container, sig unix.Signal) error {
+	c, err := m.load(c.ID)
+	if err != nil {
+		return err
+	}
+	if pid := c.State.Pid; c.State.Status == Running && pid > 0 && pid != os.Getpid() && lockHolder(m.lockPath(c.ID)) == pid {
+		if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("signalling container: %w", err)
+		}
+	}
+	return nil
+}
+
 // kill ends the strata process that runs c (the sandbox dies with it) and
 // returns c's lock once that process is gone.
 func (m *Manager) kill(ctx context.Context, c *Container) (*lock, error) {
-	c, err := m.load(c.ID)
-	if err != nil {
+	if err := m.signal(c, unix.SIGKILL); err != nil {
 		return nil, err
 	}
-	// Kill only the process that holds the lock, and only when it is the
-	// one the record names: a recorded PID alone may have been reused, and
-	// the holder may be another rm or a commit, which we wait for instead.
-	if pid := c.State.Pid; c.State.Status == Running && pid > 0 && pid != os.Getpid() && lockHolder(m.lockPath(c.ID)) == pid {
-		if err := unix.Kill(pid, unix.SIGKILL); err != nil && err != unix.ESRCH {
-			return nil, fmt.Errorf("killing container: %w", err)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
+	return m.waitUnlocked(ctx, c, 10*time.Second)
+}
+
+// waitUnlocked takes c's lock once its holder lets go, within timeout.
+func (m *Manager) waitUnlocked(ctx context.Context, c *Container, timeout time.Duration) (*lock, error) {
+	deadline := time.Now().Add(timeout)
 	for {
 		l, ok, err := m.tryLock(c.ID)
 		if err != nil {
@@ -575,7 +613,7 @@ func (m *Manager) kill(ctx context.Context, c *Container) (*lock, error) {
 			return l, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, errors.New("container is still running 10s after it was killed")
+			return nil, fmt.Errorf("container is still running %s after it was signalled", timeout)
 		}
 		select {
 		case <-ctx.Done():

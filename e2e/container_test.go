@@ -171,9 +171,9 @@ func TestContainerRunOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := e.ok("run", "--rm", "-e", "A=1", "-e", "B=two words", "-w", "/work/dir", "-u", "app",
-		"-v", host+":/mnt/h", "-v", host+":/mnt/ro:ro", "bbase:open",
-		"sh", "-c", `echo "$A|$B|$(pwd)|$(id -u):$(id -g)|$HOME"; cat /mnt/h/in; echo x > /mnt/h/out && echo rw; echo x > /mnt/ro/out2 || echo ro`)
-	want := "1|two words|/work/dir|1000:1000|/home/app\nfrom host\nrw\nro\n"
+		"-v", host+":/mnt/h", "-v", host+":/mnt/ro:ro", "--tmpfs", "/scratch:size=1m", "bbase:open",
+		"sh", "-c", `echo "$A|$B|$(pwd)|$(id -u):$(id -g)|$HOME"; cat /mnt/h/in; echo x > /mnt/h/out && echo rw; echo x > /mnt/ro/out2 || echo ro; grep -c ' /scratch tmpfs ' /proc/mounts`)
+	want := "1|two words|/work/dir|1000:1000|/home/app\nfrom host\nrw\nro\n1\n"
 	if b, err := os.ReadFile(filepath.Join(host, "out")); err != nil || string(b) != "x\n" {
 		t.Errorf("bind write: %q, %v", b, err)
 	}
@@ -296,6 +296,35 @@ func TestContainerLifecycle(t *testing.T) {
 	if got := e.ok("ps", "-a"); strings.Count(got, "\n") != 1 {
 		t.Errorf("ps -a after rm -f:\n%s", got)
 	}
+
+	// stop: SIGTERM reaches the process; one that ignores it is killed
+	// after -t seconds.
+	e.ok("run", "-d", "--name", "st1", "bbase", "sh", "-c", `trap "exit 7" TERM; echo ready; sleep 1000 & wait`)
+	e.ok("run", "-d", "--name", "st2", "bbase", "sh", "-c", `trap "" TERM; echo ready; sleep 1000`)
+	// A detached container's output goes to container.log: wait for the traps.
+	for _, name := range []string{"st1", "st2"} {
+		log := filepath.Join(e.Root, "containers", e.containerID(name), "container.log")
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if b, _ := os.ReadFile(log); string(b) == "ready\n" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never printed ready", name)
+			}
+		}
+	}
+	if got := e.ok("stop", "-t", "1", "st1", "st2"); got != "st1\nst2\n" {
+		t.Errorf("stop printed %q", got)
+	}
+	ps = e.ok("ps", "-a")
+	for _, want := range []string{`Exited \(7\) .* st1\n`, `Exited \(137\) .* st2\n`} {
+		if !regexp.MustCompile(want).MatchString(ps) {
+			t.Errorf("ps -a after stop: no %s in\n%s", want, ps)
+		}
+	}
+	e.ok("stop", "st1") // not running: nothing to do
+	e.ok("rm", "st1", "st2")
+	e.checkClean()
 
 	// run -d: create + detached start, printing the ID.
 	id = strings.TrimSpace(e.ok("run", "-d", "--name", "bg2", "bbase", "sleep", "1000"))

@@ -27,6 +27,7 @@ func (f *containerFlags) add(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.opts.User, "user", "u", "", "user (name|uid[:group|gid])")
 	fs.StringVar(&f.opts.Network, "network", "none", "network: none (loopback only) or host")
 	fs.StringArrayVarP(&f.opts.Binds, "volume", "v", nil, "bind mount a host path: HOST:CONTAINER[:ro]")
+	fs.StringArrayVar(&f.opts.Tmpfs, "tmpfs", nil, "mount a tmpfs: CONTAINER[:size=SIZE,mode=MODE]")
 	fs.StringVar(&f.opts.Name, "name", "", "assign a name to the container")
 	fs.StringVar(&f.opts.Hostname, "hostname", "", "container host name (default: the short ID)")
 	fs.StringVar(&f.entrypoint, "entrypoint", "", "overwrite the image's ENTRYPOINT")

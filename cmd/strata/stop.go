@@ -1,0 +1,37 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newStopCmd) }
+
+func newStopCmd(g *globals) *cobra.Command {
+	var seconds int
+	cmd := &cobra.Command{
+		Use:   "stop [OPTIONS] CONTAINER...",
+		Short: "Stop running containers (SIGTERM, then SIGKILL after a grace period)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := containers(g)
+			if err != nil {
+				return err
+			}
+			var errs []error
+			for _, ref := range args {
+				if err := m.Stop(cmd.Context(), ref, time.Duration(seconds)*time.Second); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), ref)
+			}
+			return errors.Join(errs...)
+		},
+	}
+	cmd.Flags().IntVarP(&seconds, "time", "t", 10, "seconds to wait for the container to stop before killing it")
+	return cmd
+}
