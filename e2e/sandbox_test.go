@@ -493,6 +493,10 @@ func TestSandboxCgroups(t *testing.T) {
 	if n := strings.TrimSpace(string(rest)); n == "0" || n == "" {
 		t.Errorf("pids limit not enforced: %q fork failures", n)
 	}
+	// Over its memory limit, the process is OOM-killed: 128+SIGKILL.
+	if _, stderr, code := sbRun(t, "", "-memory", "16777216", "-rootfs", root, "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"); code != 137 {
+		t.Errorf("64M buffer under a 16M limit: exit %d (%s), want 137", code, stderr)
+	}
 	checkHost(t, before)
 }
 
