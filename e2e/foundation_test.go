@@ -770,17 +770,22 @@ func TestNoSpace(t *testing.T) {
 	e.ok("fsck")
 }
 
-// TestSaveRefusesTerminal: an archive is never written to a terminal.
+// TestSaveRefusesTerminal: an archive is never written to (or read from) a
+// terminal.
 func TestSaveRefusesTerminal(t *testing.T) {
 	if _, err := exec.LookPath("script"); err != nil {
 		t.Skip("script(1) is not installed")
 	}
 	e := withBase(t)
-	for _, cmd := range []string{"save bbase", "export bbase"} {
+	for cmd, want := range map[string]string{
+		"save bbase":   "refusing to write an archive to a terminal; use -o FILE or redirect stdout",
+		"export bbase": "refusing to write an archive to a terminal; use -o FILE or redirect stdout",
+		"import - x":   "import: refusing to read an archive from a terminal; give a FILE or pipe one in",
+		"load":         "load: refusing to read an archive from a terminal; give a FILE or pipe one in",
+	} {
 		c := exec.Command("script", "-qec", strataBin+" "+cmd, os.DevNull)
 		c.Env = append(os.Environ(), "STRATA_ROOT="+e.Root)
 		out, err := c.CombinedOutput()
-		want := "refusing to write an archive to a terminal; use -o FILE or redirect stdout"
 		if err == nil || !strings.Contains(string(out), want) || len(out) > 200 {
 			t.Errorf("%s on a terminal: %v\n%q", cmd, err, out)
 		}

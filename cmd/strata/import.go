@@ -45,6 +45,9 @@ Prints the image ID. Example: tar -C rootfs -c . | strata import - debian:bookwo
 			if err != nil {
 				return err
 			}
+			if err := checkStdin(cmd, src, "import"); err != nil {
+				return err
+			}
 			r, err := store.OpenSource(cmd.Context(), src, cmd.InOrStdin())
 			if err != nil {
 				return fmt.Errorf("importing: %w", err)

@@ -28,6 +28,9 @@ or -i FILE. Every blob is checked against its digest; a bad archive changes noth
 			if src == "" {
 				src = "-"
 			}
+			if err := checkStdin(cmd, src, "load"); err != nil {
+				return err
+			}
 			r, err := store.OpenSource(cmd.Context(), src, cmd.InOrStdin())
 			if err != nil {
 				return fmt.Errorf("load: %w", err)

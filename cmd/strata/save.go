@@ -66,3 +66,15 @@ func stdoutIsTerminal() bool {
 	_, err := unix.IoctlGetTermios(int(os.Stdout.Fd()), unix.TCGETS)
 	return err == nil
 }
+
+// checkStdin refuses to read an archive from a terminal (it would wait for
+// a tar typed by hand).
+func checkStdin(cmd *cobra.Command, src, what string) error {
+	if src != "-" || cmd.InOrStdin() != os.Stdin {
+		return nil
+	}
+	if _, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS); err == nil {
+		return errors.New(what + ": refusing to read an archive from a terminal; give a FILE or pipe one in")
+	}
+	return nil
+}
