@@ -179,7 +179,7 @@ func TestImageCommands(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "1600000000")
 	e := withBase(t)
 	id := strings.TrimSpace(e.ok("inspect", "--help")) // flags documented
-	if !strings.Contains(id, "inspect [OPTIONS] IMAGE...") {
+	if !strings.Contains(id, "inspect [flags] IMAGE...") {
 		t.Errorf("inspect --help: %s", id)
 	}
 	d := fndInspect(t, e, "bbase")

@@ -11,7 +11,7 @@ func init() { register(newExportCmd) }
 func newExportCmd(g *globals) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:   "export [OPTIONS] IMAGE",
+		Use:   "export [flags] IMAGE",
 		Short: "Write an image's flattened root filesystem as a tar",
 		Long: `Write the root filesystem a container of IMAGE would see (every layer, with
 whiteouts applied) as one tar, to stdout or -o FILE (which appears complete or

@@ -13,7 +13,7 @@ func init() { register(newHistoryCmd) }
 func newHistoryCmd(g *globals) *cobra.Command {
 	var noTrunc, quiet bool
 	cmd := &cobra.Command{
-		Use:   "history [OPTIONS] IMAGE",
+		Use:   "history [flags] IMAGE",
 		Short: "Show the history of an image, newest first",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -30,7 +30,7 @@ func newImagesCmd(g *globals) *cobra.Command {
 		quiet, noTrunc, digests bool
 	)
 	cmd := &cobra.Command{
-		Use:   "images [OPTIONS] [REPOSITORY[:TAG]]",
+		Use:   "images [flags] [REPOSITORY[:TAG]]",
 		Short: "List the images in the local store",
 		Long: `List the images in the local store, newest first: one row per name, <none> for
 an image without one. With REPOSITORY, only its images (with :TAG, only that tag).`,

@@ -19,7 +19,7 @@ func newImportCmd(g *globals) *cobra.Command {
 		platform string
 	)
 	cmd := &cobra.Command{
-		Use:   "import [OPTIONS] FILE|URL|- NAME[:TAG]",
+		Use:   "import [flags] FILE|URL|- NAME[:TAG]",
 		Short: "Create an image from a root filesystem tarball",
 		Long: `Create a one-layer image from a root filesystem tarball (plain tar, gzip, zstd,
 xz or bzip2, detected by content), read from FILE, an http(s) URL or stdin (-).

@@ -23,7 +23,7 @@ type inspectOptions struct {
 func newInspectCmd(g *globals) *cobra.Command {
 	o := inspectOptions{rf: &registryFlags{}}
 	cmd := &cobra.Command{
-		Use:   "inspect [OPTIONS] IMAGE...",
+		Use:   "inspect [flags] IMAGE...",
 		Short: "Show images' manifest and config as JSON",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -13,7 +13,7 @@ func init() { register(newLoadCmd) }
 func newLoadCmd(g *globals) *cobra.Command {
 	var input string
 	cmd := &cobra.Command{
-		Use:   "load [OPTIONS]",
+		Use:   "load [flags]",
 		Short: "Load images from a tar archive (docker save format or OCI layout)",
 		Long: `Load images from a tar archive made by 'strata save' or 'docker save' (either
 format, told apart by content, optionally gzip/zstd/xz compressed), from stdin

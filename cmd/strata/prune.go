@@ -11,7 +11,7 @@ func init() { register(newPruneCmd) }
 func newPruneCmd(g *globals) *cobra.Command {
 	var dangling bool
 	cmd := &cobra.Command{
-		Use:   "prune [OPTIONS]",
+		Use:   "prune [flags]",
 		Short: "Remove blobs no image or pin needs, and stale temp files",
 		Long: `Remove every blob not reachable from an image in the store or a pin (build
 cache, containers), compressed copies of layers no longer needed, and temp files

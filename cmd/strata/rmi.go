@@ -13,7 +13,7 @@ func init() { register(newRmiCmd) }
 func newRmiCmd(g *globals) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "rmi [OPTIONS] IMAGE...",
+		Use:   "rmi [flags] IMAGE...",
 		Short: "Remove images (their blobs go at the next prune)",
 		Long: `Remove images by name, ID or digest. A name is untagged; an image left without
 names is deleted. An image referred to by ID that has several names is only

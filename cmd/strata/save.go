@@ -17,7 +17,7 @@ func init() { register(newSaveCmd) }
 func newSaveCmd(g *globals) *cobra.Command {
 	var output, format string
 	cmd := &cobra.Command{
-		Use:   "save [OPTIONS] IMAGE...",
+		Use:   "save [flags] IMAGE...",
 		Short: "Write images to a tar archive (docker load format, or an OCI layout)",
 		Long: `Write images to a tar archive: --format docker (the default) loads with
 'docker load'; --format oci is an OCI image layout. Layers are gzip-compressed.
