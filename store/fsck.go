@@ -173,6 +173,9 @@ func (s *Store) checkManifest(d v1.Descriptor, depth int) []string {
 	}
 	checkBlob("config", m.Config)
 	for _, l := range m.Layers {
+		if isForeign(l) && !s.HasBlob(l.Digest) {
+			continue // non-distributable: fetched from its URLs, never stored
+		}
 		checkBlob("layer", l)
 	}
 	cb, err := os.ReadFile(s.BlobPath(m.Config.Digest))
@@ -240,4 +243,10 @@ func hashFile(ctx context.Context, p string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// isForeign reports whether a layer is non-distributable (Windows base
+// layers): registries and pulls may leave it out.
+func isForeign(d v1.Descriptor) bool {
+	return !d.MediaType.IsDistributable() && len(d.URLs) > 0
 }
