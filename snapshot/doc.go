@@ -30,8 +30,10 @@
 //     a layer) and never modified afterwards. Concurrent processes preparing
 //     the same layer are safe: one rename wins, the others discard their copy.
 //   - Cleanup removes what crashed processes left behind (temp layer
-//     directories whose writer is gone). It never touches active snapshots:
-//     their owner (container/, builder/) removes those with Remove.
+//     directories, snapshots whose Prepare never finished); Prune also
+//     removes unpacked layers no active snapshot uses. Both wait for running
+//     Prepares (a shared lock). Neither touches active snapshots: their
+//     owner (container/, builder/) removes those with Remove.
 //
 // # Snapshotters
 //

@@ -26,15 +26,15 @@ const origTag = "trusted.strata.orig"
 func (n *native) Kind() string { return "native" }
 
 func (n *native) Prepare(ctx context.Context, key string, parents []v1.Layer) ([]Mount, error) {
+	unlock, err := n.prepareLock()
+	if err != nil {
+		return nil, fmt.Errorf("preparing %s: %w", key, err)
+	}
+	defer unlock()
 	dir, err := n.newActive(key)
 	if err != nil {
 		return nil, fmt.Errorf("preparing %s: %w", key, err)
 	}
-	unlock, err := lockFile(filepath.Join(dir, "prepare.lock"))
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	fail := func(err error) ([]Mount, error) {
 		n.Remove(ctx, key)
 		return nil, fmt.Errorf("preparing %s: %w", key, err)
@@ -50,7 +50,6 @@ func (n *native) Prepare(ctx context.Context, key string, parents []v1.Layer) ([
 	if err := writeMeta(dir, &meta{Kind: "native", Lowers: []string{lower}}); err != nil {
 		return fail(err)
 	}
-	os.Remove(filepath.Join(dir, "prepare.lock"))
 	return n.mounts(dir), nil
 }
 

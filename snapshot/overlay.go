@@ -19,15 +19,15 @@ type overlay struct{ *base }
 func (o *overlay) Kind() string { return "overlay" }
 
 func (o *overlay) Prepare(ctx context.Context, key string, parents []v1.Layer) ([]Mount, error) {
+	unlock, err := o.prepareLock()
+	if err != nil {
+		return nil, fmt.Errorf("preparing %s: %w", key, err)
+	}
+	defer unlock()
 	dir, err := o.newActive(key)
 	if err != nil {
 		return nil, fmt.Errorf("preparing %s: %w", key, err)
 	}
-	unlock, err := lockFile(filepath.Join(dir, "prepare.lock"))
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	lowers, err := o.unpackAll(ctx, parents)
 	if err != nil {
 		o.Remove(ctx, key)
@@ -41,7 +41,6 @@ func (o *overlay) Prepare(ctx context.Context, key string, parents []v1.Layer) (
 		o.Remove(ctx, key)
 		return nil, fmt.Errorf("preparing %s: %w", key, err)
 	}
-	os.Remove(filepath.Join(dir, "prepare.lock"))
 	return o.mounts(dir, lowers), nil
 }
 

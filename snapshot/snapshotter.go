@@ -51,6 +51,9 @@ type Snapshotter interface {
 	// Cleanup removes what crashed processes left: half-unpacked layers and
 	// snapshots whose Prepare never finished.
 	Cleanup(ctx context.Context) error
+	// Prune does what Cleanup does and removes every unpacked layer that no
+	// active snapshot uses; it returns the bytes freed.
+	Prune(ctx context.Context) (int64, error)
 }
 
 // ErrExists is returned (wrapped) by Prepare when the key is already active.
@@ -171,6 +174,7 @@ func OverlaySupported(dir string) error {
 //	native/HEX/fs       the flattened tree of the chain HEX (native)
 //	HEX.lock            held while that directory is being built
 //	.tmp-HEX-*          a directory being built (removed by Cleanup)
+//	gc.lock             shared by Prepare, exclusive for Cleanup and Prune
 //	active/KEY/         an active snapshot: meta.json, upper+work or rootfs
 type base struct {
 	s     *store.Store
@@ -284,49 +288,104 @@ func (b *base) List(ctx context.Context) ([]string, error) {
 	return keys, nil
 }
 
+// prepareLock is held (shared) by every Prepare; Cleanup and Prune hold it
+// exclusively, so they never see a Prepare half done.
+func (b *base) prepareLock() (func(), error) {
+	return flock(filepath.Join(b.root, "gc.lock"), unix.LOCK_SH)
+}
+
 func (b *base) Cleanup(ctx context.Context) error {
+	unlock, err := flock(filepath.Join(b.root, "gc.lock"), unix.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = b.cleanup(ctx, false)
+	return err
+}
+
+// Prune removes what Cleanup removes and every unpacked layer no active
+// snapshot uses (they are unpacked again when needed). It returns the
+// number of bytes freed.
+func (b *base) Prune(ctx context.Context) (int64, error) {
+	unlock, err := flock(filepath.Join(b.root, "gc.lock"), unix.LOCK_EX)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	return b.cleanup(ctx, true)
+}
+
+// cleanup runs under the exclusive gc.lock: no Prepare is running.
+func (b *base) cleanup(ctx context.Context, unused bool) (int64, error) {
 	var errs []error
+	var freed int64
+	remove := func(p string) {
+		freed += diskUsage(p)
+		if err := removeTree(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	used := map[string]bool{}
+	ents, err := os.ReadDir(filepath.Join(b.root, "active"))
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range ents {
+		d := filepath.Join(b.root, "active", e.Name())
+		_, m, err := b.readMeta(e.Name())
+		if errors.Is(err, ErrNotExist) {
+			remove(d) // a Prepare (or Remove) that died
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, l := range m.Lowers {
+			used[filepath.Dir(l)] = true
+		}
+	}
 	for _, sub := range []string{"layers", "native"} {
 		dir := filepath.Join(b.root, sub)
 		ents, err := os.ReadDir(dir)
 		if err != nil {
-			return err
+			return freed, err
 		}
 		for _, e := range ents {
-			rest, ok := strings.CutPrefix(e.Name(), ".tmp-")
-			if !ok {
-				continue
-			}
-			hexID, _, _ := strings.Cut(rest, "-")
-			unlock, err := tryLock(filepath.Join(dir, hexID+".lock"))
-			if err != nil {
-				continue // being built right now
-			}
-			if err := removeTree(filepath.Join(dir, e.Name())); err != nil {
-				errs = append(errs, err)
-			}
-			unlock()
-		}
-	}
-	ents, err := os.ReadDir(filepath.Join(b.root, "active"))
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		d := filepath.Join(b.root, "active", e.Name())
-		if _, err := os.Stat(filepath.Join(d, "meta.json")); errors.Is(err, os.ErrNotExist) {
-			// A Prepare that died, or one running now: it holds prepare.lock.
-			unlock, err := tryLock(filepath.Join(d, "prepare.lock"))
-			if err != nil {
-				continue
-			}
-			unlock()
-			if err := removeTree(d); err != nil {
-				errs = append(errs, err)
+			p := filepath.Join(dir, e.Name())
+			switch {
+			case strings.HasPrefix(e.Name(), ".tmp-"):
+				remove(p)
+			case unused && e.IsDir() && !used[p]:
+				remove(p)
+				os.Remove(p + ".lock")
 			}
 		}
 	}
-	return errors.Join(errs...)
+	if unused {
+		links, _ := os.ReadDir(filepath.Join(b.root, "l"))
+		for _, e := range links {
+			p := filepath.Join(b.root, "l", e.Name())
+			if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+				os.Remove(p)
+			}
+		}
+	}
+	return freed, errors.Join(errs...)
+}
+
+// diskUsage is the space the files under p take.
+func diskUsage(p string) int64 {
+	var n int64
+	filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
+		var st unix.Stat_t
+		if err == nil && unix.Lstat(path, &st) == nil {
+			n += st.Blocks * 512
+		}
+		return nil
+	})
+	return n
 }
 
 // Commit streams Diff into the store: the tar writer writes through a big
@@ -428,10 +487,6 @@ func randHex() string {
 
 func lockFile(p string) (func(), error) {
 	return flock(p, unix.LOCK_EX)
-}
-
-func tryLock(p string) (func(), error) {
-	return flock(p, unix.LOCK_EX|unix.LOCK_NB)
 }
 
 func flock(p string, how int) (func(), error) {
