@@ -131,6 +131,12 @@ func (m *Manager) create(ctx context.Context, image string, opts Options, transi
 		Transient: transient,
 		State:     State{Status: Created},
 	}
+	if transient {
+		// Run starts it right away, in this process: its first record says
+		// so, which spares start a second write. Should this process die
+		// first, the free lock makes it read as exited (or reaped).
+		c.State = State{Status: Running, Pid: os.Getpid(), StartedAt: c.Created}
+	}
 	l, err := m.newRecord(c)
 	if err != nil {
 		return nil, nil, err
@@ -305,10 +311,12 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO, sb *rootfs.Sa
 			return rootfs.ExitSetup, err
 		}
 	}
-	c.State = State{Status: Running, Pid: os.Getpid(), StartedAt: time.Now().UTC()}
-	if err := m.save(c, false); err != nil {
-		ready(sio.Ready, err)
-		return rootfs.ExitSetup, err
+	if c.State.Status != Running || c.State.Pid != os.Getpid() {
+		c.State = State{Status: Running, Pid: os.Getpid(), StartedAt: time.Now().UTC()}
+		if err := m.save(c, false); err != nil {
+			ready(sio.Ready, err)
+			return rootfs.ExitSetup, err
+		}
 	}
 	ready(sio.Ready, nil)
 	sigs := make(chan os.Signal, 16)
