@@ -7,8 +7,10 @@ import (
 	"math"
 	"path"
 	"sort"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -589,6 +591,8 @@ func (st *stage) layerStep(ctx context.Context, name, key, createdBy string, pro
 }
 
 // cacheLookup returns the cached layer for key when its blob is intact.
+// A blob whose identity changed since it was verified is hashed again; a
+// damaged one is removed (the step reruns and stores it again).
 func (b *builder) cacheLookup(key string) (v1.Layer, time.Time, bool) {
 	e, ok := b.idx.Get(key)
 	if !ok {
@@ -598,16 +602,45 @@ func (b *builder) cacheLookup(key string) (v1.Layer, time.Time, bool) {
 	if err != nil {
 		return nil, time.Time{}, false
 	}
-	size, err := b.s.BlobSize(h)
-	if err != nil || size != e.Size {
-		_ = b.idx.Delete(key) // damaged: treat as a miss, the step reruns
-		return nil, time.Time{}, false
+	p := b.s.BlobPath(h)
+	if id := blobIdentity(p); id == "" || id != e.Blob {
+		if id == "" || !verifyBlob(p, h, e.Size) {
+			if id != "" {
+				os.Remove(p) // damaged: never used again
+			}
+			_ = b.idx.Delete(key)
+			return nil, time.Time{}, false
+		}
+		e.Blob = id
+		_ = b.idx.Put(key, e)
 	}
 	l, err := b.s.Layer(h)
 	if err != nil {
 		return nil, time.Time{}, false
 	}
 	return l, e.Created, true
+}
+
+func blobIdentity(p string) string {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d:%d:%d", st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano())
+}
+
+func verifyBlob(p string, h v1.Hash, size int64) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	got, n, err := v1.SHA256(f)
+	return err == nil && got == h && n == size
 }
 
 func (b *builder) cacheStore(key string, l v1.Layer, created time.Time) error {
@@ -622,7 +655,9 @@ func (b *builder) cacheStore(key string, l v1.Layer, created time.Time) error {
 	if err := b.s.Pin("buildcache/"+key, []v1.Hash{d}); err != nil {
 		return err
 	}
-	return b.idx.Put(key, cache.Entry{DiffID: d.String(), Size: size, Created: created})
+	// the blob was just written and checked against its digest by the
+	// store: remember its identity so hits need not hash it again
+	return b.idx.Put(key, cache.Entry{DiffID: d.String(), Size: size, Created: created, Blob: blobIdentity(b.s.BlobPath(d))})
 }
 
 // fillHistoryTimes gives this build's metadata-only history entries the time

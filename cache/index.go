@@ -20,6 +20,9 @@ type Entry struct {
 	Created time.Time `json:"created"`
 	// Used is when the entry last produced a hit (for prune).
 	Used time.Time `json:"used,omitempty"`
+	// Blob is the identity (inode, size, mtime, ctime) the layer blob had
+	// when verified: while it is unchanged the blob is not re-hashed.
+	Blob string `json:"blob,omitempty"`
 }
 
 // Index maps cache keys to entries on disk. It is safe for concurrent use by

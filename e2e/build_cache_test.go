@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+var bldStepRe = regexp.MustCompile(`^#(\d+) (\[[^\]]*\] (?:RUN|COPY|ADD|WORKDIR).*)$`)
+
+// bldSteps builds and returns, in order, each step's name and whether it was
+// CACHED ("C") or ran ("R").
+func bldSteps(t *testing.T, e *env, args ...string) []string {
+	t.Helper()
+	r := e.run(append([]string{"build", "--progress", "plain"}, args...)...)
+	if r.Code != 0 {
+		t.Fatalf("build failed:\n%s", r.Stderr)
+	}
+	names := map[string]string{}
+	var order []string
+	status := map[string]string{}
+	for _, l := range strings.Split(r.Stderr, "\n") {
+		if m := bldStepRe.FindStringSubmatch(l); m != nil {
+			// "[a 2/3] RUN ..." -> "a RUN ..." (drop the counters)
+			name := regexp.MustCompile(`\s*\d+/\d+\]`).ReplaceAllString(m[2], "]")
+			names[m[1]] = name
+			order = append(order, m[1])
+			continue
+		}
+		f := strings.Fields(l)
+		if len(f) >= 2 && strings.HasPrefix(f[0], "#") {
+			id := strings.TrimPrefix(f[0], "#")
+			switch f[1] {
+			case "CACHED":
+				status[id] = "C"
+			case "DONE":
+				status[id] = "R"
+			}
+		}
+	}
+	var out []string
+	for _, id := range order {
+		out = append(out, status[id]+" "+names[id])
+	}
+	// parallel stages finish in any order: sort by step name
+	sort.SliceStable(out, func(i, j int) bool { return out[i][2:] < out[j][2:] })
+	return out
+}
+
+func TestBuildCacheInvalidation(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	df := `FROM bbase AS a
+RUN echo a > /a
+FROM bbase AS b
+ARG ONLY_B
+RUN echo "b $ONLY_B" > /b
+FROM bbase
+COPY --from=a /a /a
+COPY --from=b /b /b
+COPY one.txt /one.txt
+RUN cat /one.txt > /copy1
+COPY two/ /two/
+RUN ls /two > /list
+`
+	ctx := bldContext(t, map[string]string{"Dockerfile": df, "one.txt": "1", "two/f": "F", "two/ignored.log": "L", ".dockerignore": "**/*.log\n"})
+	build := func() []string { return bldSteps(t, e, "-t", "cache", "--build-arg", "ONLY_B=x", ctx) }
+	first := build()
+	for _, s := range first {
+		if !strings.HasPrefix(s, "R ") {
+			t.Fatalf("cold build: %q did not run", s)
+		}
+	}
+	all := func(st string) []string {
+		var out []string
+		for _, s := range first {
+			out = append(out, st+s[1:])
+		}
+		return out
+	}
+	check := func(what string, got, want []string) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got  %q\n want %q", what, got, want)
+		}
+	}
+	check("rebuild", build(), all("C"))
+
+	// touching a file (mtime only) is a hit
+	future := time.Now().Add(time.Hour)
+	os.Chtimes(filepath.Join(ctx, "one.txt"), future, future)
+	check("touch", build(), all("C"))
+
+	// editing a file excluded by .dockerignore is a full hit
+	os.WriteFile(filepath.Join(ctx, "two/ignored.log"), []byte("changed"), 0o644)
+	check("ignored edit", build(), all("C"))
+
+	// editing one file reruns the steps from the first COPY that includes it
+	os.WriteFile(filepath.Join(ctx, "two/f"), []byte("F2"), 0o644)
+	want := all("C")
+	for i := range want {
+		if strings.Contains(want[i], "two") {
+			want[i] = "R" + want[i][1:]
+		}
+	}
+	check("edit two/f", build(), want)
+
+	// changing a copied file's mode is a miss
+	os.Chmod(filepath.Join(ctx, "one.txt"), 0o600)
+	want = all("C")
+	for i := range want {
+		if strings.Contains(want[i], "one.txt") || strings.Contains(want[i], "two") {
+			want[i] = "R" + want[i][1:]
+		}
+	}
+	check("chmod one.txt", build(), want)
+
+	// a build arg used only in stage b keeps stage a cached
+	got := bldSteps(t, e, "-t", "cache", "--build-arg", "ONLY_B=y", ctx)
+	want = all("C")
+	for i := 1; i < len(want); i++ {
+		if !strings.Contains(want[i], "COPY --from=a") {
+			want[i] = "R" + want[i][1:]
+		}
+	}
+	check("ONLY_B=y", got, want)
+
+	// --no-cache runs everything
+	check("--no-cache", bldSteps(t, e, "-t", "cache", "--no-cache", "--build-arg", "ONLY_B=y", ctx), all("R"))
+}
+
+func TestBuildCacheDamaged(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	ctx := bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nRUN echo hi > /hi\n"})
+	_, cfg := bldBuild(t, e, ctx, "dmg")
+	layer := cfg.RootFS.DiffIDs[len(cfg.RootFS.DiffIDs)-1]
+	e.ok("rmi", "dmg")
+	p := filepath.Join(e.Root, "blobs", "sha256", strings.TrimPrefix(layer, "sha256:"))
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	steps := bldSteps(t, e, "-t", "dmg", ctx)
+	if len(steps) != 1 || !strings.HasPrefix(steps[0], "R ") {
+		t.Fatalf("damaged cache entry was used: %q", steps)
+	}
+	tree, _ := bldBuild(t, e, ctx, "dmg")
+	bldCheckTree(t, tree, []bldFile{reg("/hi", 0o644, "hi\n")})
+}
+
+func TestBuildReproducible(t *testing.T) {
+	requireRoot(t)
+	ctx := bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nCOPY a /a\nRUN echo x > /x\nWORKDIR /w\nENV E=1\n", "a": "A"})
+	var ids []string
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	for i := 0; i < 2; i++ {
+		e := withBase(t)
+		iid := filepath.Join(t.TempDir(), "iid")
+		e.ok("build", "-q", "--iidfile", iid, ctx)
+		b, _ := os.ReadFile(iid)
+		ids = append(ids, string(b))
+	}
+	if ids[0] != ids[1] || ids[0] == "" {
+		t.Errorf("SOURCE_DATE_EPOCH builds in fresh roots differ: %q", ids)
+	}
+}
