@@ -474,6 +474,21 @@ func TestOtherToolsReadStore(t *testing.T) {
 	e := withBase(t)
 	id := fndInspect(t, e, "bbase").Id
 	fndSkopeo(t, "oci:"+e.Root+":docker.io/library/bbase:latest", id)
+	// Archives skopeo writes from the store load back as the same image.
+	for _, dest := range []string{"oci-archive:%s:bbase:v9", "docker-archive:%s:bbase:v9"} {
+		p := filepath.Join(t.TempDir(), "a.tar")
+		if out, err := exec.Command("skopeo", "copy", "-q", "oci:"+e.Root+":docker.io/library/bbase:latest", fmt.Sprintf(dest, p)).CombinedOutput(); err != nil {
+			t.Fatalf("skopeo copy to %s: %v %s", dest, err, out)
+		}
+		e2 := newEnv(t)
+		if out := e2.ok("load", "-i", p); out != "Loaded image: bbase:v9\n" {
+			t.Errorf("load of skopeo's %s: %q", dest, out)
+		}
+		if got := fndInspect(t, e2, "bbase:v9").Id; got != id {
+			t.Errorf("skopeo's %s: ID %s, want %s", dest, got, id)
+		}
+		e2.ok("fsck")
+	}
 	if _, err := exec.LookPath("umoci"); err != nil {
 		t.Skip("umoci not installed")
 	}
