@@ -159,8 +159,11 @@ func TestRegistryPushPullRoundTrip(t *testing.T) {
 		t.Fatalf("re-push gave %s, first push %s", again, digest)
 	}
 
-	// A fresh store stands for rmi: pull gives the same manifest and image ID.
-	e2 := newEnv(t)
+	// rmi (and prune, so that every blob comes back from the registry):
+	// pull gives the same manifest digest and image ID.
+	e.ok("rmi", "bbase")
+	e.ok("prune")
+	e2 := e
 	d, id := pulled(t, e2.ok("pull", dest))
 	if d != digest || id != local.ID.String() {
 		t.Fatalf("pulled digest %s id %s; pushed %s, local id %s", d, id, digest, local.ID)
@@ -168,6 +171,11 @@ func TestRegistryPushPullRoundTrip(t *testing.T) {
 	rec := storedImage(t, e2, dest)
 	if rec.Digest.String() != digest || len(rec.Names) != 1 || rec.Names[0] != dest {
 		t.Fatalf("stored record %+v", rec)
+	}
+	e2.ok("fsck")
+	// The pulled image pushes back unchanged (its blobs are already compressed).
+	if d := pushedDigest(t, e2.ok("push", dest, reg.Host+"/e2e/again:1")); d != digest {
+		t.Fatalf("re-push of the pulled image gave %s, want %s", d, digest)
 	}
 	// By digest too, and a second pull finds everything already there.
 	e3 := newEnv(t)
@@ -479,12 +487,14 @@ func TestRegistryFaults(t *testing.T) {
 			if tc.fail != "" {
 				e2.fails(tc.fail, "pull", src)
 				notStored(t, e2, src)
+				e2.ok("fsck")
 				return
 			}
 			if d, _ := pulled(t, e2.ok("pull", src)); d != digest {
 				t.Fatalf("pulled %s, want %s", d, digest)
 			}
 			storedImage(t, e2, src)
+			e2.ok("fsck")
 			if tc.ranged && !strings.Contains(strings.Join(proxy.requests(), "\n"), "range=bytes=") {
 				t.Errorf("no Range request resumed the download: %q", proxy.requests())
 			}
@@ -529,5 +539,64 @@ func TestRegistryFaults(t *testing.T) {
 				t.Fatalf("pushed image is not valid: %v", err)
 			}
 		})
+	}
+}
+
+// credHelperScript is a docker credential helper (the protocol of
+// docker-credential-helpers) that keeps credentials as files in $CREDS_DIR.
+const credHelperScript = `#!/bin/sh
+set -e
+key() { printf '%s' "$1" | tr -c 'A-Za-z0-9' _; }
+case "$1" in
+store) in=$(cat); url=$(printf '%s' "$in" | sed -n 's/.*"ServerURL":"\([^"]*\)".*/\1/p'); printf '%s' "$in" >"$CREDS_DIR/$(key "$url")" ;;
+get) url=$(cat); f="$CREDS_DIR/$(key "$url")"; [ -f "$f" ] || { echo "credentials not found in native keychain"; exit 1; }; cat "$f" ;;
+erase) url=$(cat); rm -f "$CREDS_DIR/$(key "$url")" ;;
+list) echo '{}' ;;
+esac
+`
+
+func TestRegistryCredentialHelpers(t *testing.T) {
+	cfgDir := isolateDockerConfig(t)
+	reg := startRegistry(t, regToken)
+	bin, creds := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(bin, "docker-credential-strata-test"), []byte(credHelperScript))
+	os.Chmod(filepath.Join(bin, "docker-credential-strata-test"), 0o755)
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	t.Setenv("CREDS_DIR", creds)
+	e := newEnv(t)
+	writeLocalImage(t, e, "img", 1, 8<<10, "linux/amd64")
+	dest := reg.Host + "/helped/img:1"
+	credFile := filepath.Join(creds, strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, reg.Host))
+
+	// credsStore: login stores through the helper, nothing lands in config.json.
+	writeFile(t, filepath.Join(cfgDir, "config.json"), []byte(`{"credsStore": "strata-test"}`))
+	if out := e.runIn([]byte(reg.Pass+"\n"), "login", "-u", reg.User, "--password-stdin", reg.Host); out.Code != 0 {
+		t.Fatalf("login with credsStore: %s", out.Stderr)
+	}
+	stored, err := os.ReadFile(credFile)
+	if err != nil || !strings.Contains(string(stored), `"Username":"`+reg.User+`"`) || !strings.Contains(string(stored), `"Secret":"`+reg.Pass+`"`) {
+		t.Fatalf("helper holds %q (%v)", stored, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(cfgDir, "config.json"))
+	if strings.Contains(string(b), base64.StdEncoding.EncodeToString([]byte(reg.User+":"+reg.Pass))) {
+		t.Fatalf("config.json holds the password with a credsStore: %s", b)
+	}
+	digest := pushedDigest(t, e.ok("push", "img", dest))
+	e.ok("logout", reg.Host)
+	if _, err := os.Stat(credFile); !os.IsNotExist(err) {
+		t.Fatalf("logout left the helper's credentials (%v)", err)
+	}
+	newEnv(t).fails("unauthorized", "pull", dest)
+
+	// credHelpers: a helper for this registry only.
+	writeFile(t, credFile, []byte(`{"ServerURL":"`+reg.Host+`","Username":"`+reg.User+`","Secret":"`+reg.Pass+`"}`))
+	writeFile(t, filepath.Join(cfgDir, "config.json"), []byte(`{"credHelpers": {"`+reg.Host+`": "strata-test"}}`))
+	if d, _ := pulled(t, newEnv(t).ok("pull", dest)); d != digest {
+		t.Fatalf("pulled %s, pushed %s", d, digest)
 	}
 }

@@ -44,6 +44,7 @@ YML
 # measure LABEL CMD...: runs CMD under /usr/bin/time, appends "LABEL secs maxrss_kib"
 measure() {
 	local label=$1; shift
+	sync # no writeback of an earlier step in this measurement
 	/usr/bin/time -f "%e %M" -o "$W/time" "$@" >"$W/out" 2>"$W/err" || { echo "bench: $label failed:" >&2; cat "$W/err" >&2; exit 1; }
 	read -r secs rss <"$W/time"
 	echo "$label $secs $rss" | tee -a "$W/results"
