@@ -75,7 +75,9 @@ func prepareProcess(cfg *initConfig) (*process, int, error) {
 }
 
 func readEtc[T any](path string, parse func(io.Reader) ([]T, error)) ([]T, error) {
-	f, err := os.Open(path)
+	// An image's file is hostile input: a FIFO would block init for ever,
+	// a huge file exhaust its memory.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -83,7 +85,10 @@ func readEtc[T any](path string, parse func(io.Reader) ([]T, error)) ([]T, error
 		return nil, err
 	}
 	defer f.Close()
-	out, err := parse(f)
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading %s: not a regular file", path)
+	}
+	out, err := parse(io.LimitReader(f, 64<<20))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
