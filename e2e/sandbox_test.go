@@ -607,3 +607,42 @@ func TestSandboxNoLeakedFDs(t *testing.T) {
 		t.Errorf("container's descriptors: %q, want 0 1 2 3", out)
 	}
 }
+
+// TestSandboxHostileImage: an image's odd files fail cleanly or stay
+// inside its root; nothing reaches the host.
+func TestSandboxHostileImage(t *testing.T) {
+	before := captureHost(t)
+	tests := []struct {
+		name    string
+		prepare func(root string) error
+		script  string
+		code    int
+		stdout  string
+		stderr  string
+	}{
+		{"fifo group", func(root string) error {
+			os.Remove(filepath.Join(root, "etc", "group"))
+			return syscall.Mkfifo(filepath.Join(root, "etc", "group"), 0o644)
+		}, "true", 125, "", "sandboxrun: reading /etc/group: not a regular file\n"},
+		{"proc is a symlink", func(root string) error {
+			return os.Symlink("/etc", filepath.Join(root, "proc"))
+		}, "true", 125, "", "sandboxrun: sandbox: proc is not a directory in the image\n"},
+		{"hosts escapes", func(root string) error {
+			return os.Symlink("../../../../../../host-hosts", filepath.Join(root, "etc", "hosts"))
+		}, "head -1 /etc/hosts; ls /host-hosts", 0, "127.0.0.1\tlocalhost\n/host-hosts\n", ""},
+	}
+	for _, tt := range tests {
+		root := sbRoot(t)
+		if err := tt.prepare(root); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr, code := sbRun(t, "", "-rootfs", root, "--", "sh", "-c", tt.script)
+		if code != tt.code || stdout != tt.stdout || stderr != tt.stderr {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want %d, %q, %q", tt.name, code, stdout, stderr, tt.code, tt.stdout, tt.stderr)
+		}
+	}
+	if _, err := os.Lstat("/host-hosts"); err == nil {
+		t.Errorf("/host-hosts created on the host")
+	}
+	checkHost(t, before)
+}
