@@ -339,13 +339,13 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO, sb *rootfs.Sa
 	}
 	// Typed nil *os.File would not read as "nil" through the interfaces.
 	if sio.Stdin != nil {
-		spec.Stdin = sio.Stdin
+		spec.Stdin = inStream(sio.Stdin, c.Config.Tty)
 	}
 	if sio.Stdout != nil {
-		spec.Stdout = sio.Stdout
+		spec.Stdout = outStream(sio.Stdout, c.Config.Tty)
 	}
 	if sio.Stderr != nil {
-		spec.Stderr = sio.Stderr
+		spec.Stderr = outStream(sio.Stderr, c.Config.Tty)
 	}
 	var code int
 	var err error
@@ -646,4 +646,28 @@ func (m *Manager) destroy(ctx context.Context, c *Container) error {
 		return fmt.Errorf("removing container %s: %w", ShortID(c.ID), err)
 	}
 	return nil
+}
+
+// inStream and outStream are what the sandbox gets of strata's standard
+// streams. A file goes as it is (no copying), except a terminal when the
+// container has no terminal of its own (-t): as docker does, the process
+// then gets a pipe, never the host's terminal, which it could otherwise
+// reconfigure or drive through ioctls.
+func inStream(f *os.File, tty bool) io.Reader {
+	if !tty && isTerminal(f) {
+		return struct{ io.Reader }{f}
+	}
+	return f
+}
+
+func outStream(f *os.File, tty bool) io.Writer {
+	if !tty && isTerminal(f) {
+		return struct{ io.Writer }{f}
+	}
+	return f
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -634,3 +634,34 @@ func TestContainerLimits(t *testing.T) {
 	}
 	e.checkClean()
 }
+
+// TestContainerTerminal: -t gives the process a terminal of its own, with
+// the caller's window size; -i without -t gives it a pipe, never the
+// caller's terminal. The caller's terminal is util-linux's script(1).
+func TestContainerTerminal(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("no script(1)")
+	}
+	e := withBase(t)
+	inTerminal := func(stdin, cmdline string) string {
+		t.Helper()
+		cmd := exec.Command("script", "-qec", "stty cols 100 rows 30; "+cmdline, "/dev/null")
+		cmd.Env = append(os.Environ(), "STRATA_ROOT="+e.Root)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v\n%q", cmdline, err, out)
+		}
+		return string(out)
+	}
+	got := inTerminal("", strataBin+` run --rm -it bbase sh -c 'test -t 0 && test -t 1 && echo tty; stty size; echo $TERM'`)
+	if want := "tty\r\n30 100\r\nxterm\r\n"; got != want {
+		t.Errorf("run -it: %q, want %q", got, want)
+	}
+	got = inTerminal("hello\n", strataBin+` run --rm -i bbase sh -c 'test -t 0 || echo stdin-pipe; test -t 1 || echo stdout-pipe; head -n 1'`)
+	if !strings.HasSuffix(got, "stdin-pipe\r\nstdout-pipe\r\nhello\r\n") {
+		t.Errorf("run -i in a terminal: %q", got)
+	}
+	e.checkClean()
+}
