@@ -195,7 +195,7 @@ func scanLayer(ctx context.Context, l v1.Layer, i int, root *fsNode) error {
 		h := *hdr
 		e := &fsEntry{layer: i, seq: seq, name: name, hdr: &h}
 		switch hdr.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
 			regular[name] = e
 		case tar.TypeLink:
 			t := cleanName(hdr.Linkname)
@@ -298,6 +298,9 @@ func copyLayer(ctx context.Context, l v1.Layer, plan map[int]emit, tw *tar.Write
 		}
 		h := *hdr
 		h.Name = p.name
+		if h.Typeflag == tar.TypeGNUSparse || h.Typeflag == tar.TypeRegA {
+			h.Typeflag = tar.TypeReg // sparse files are written out in full
+		}
 		switch {
 		case p.asFile:
 			h.Typeflag = tar.TypeReg
@@ -309,7 +312,7 @@ func copyLayer(ctx context.Context, l v1.Layer, plan map[int]emit, tw *tar.Write
 		if err := tw.WriteHeader(&h); err != nil {
 			return fmt.Errorf("writing %s: %w", h.Name, err)
 		}
-		if h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA {
+		if h.Typeflag == tar.TypeReg {
 			if _, err := io.Copy(tw, tr); err != nil {
 				return fmt.Errorf("writing %s: %w", h.Name, err)
 			}

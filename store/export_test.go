@@ -6,6 +6,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -145,5 +148,43 @@ func TestFlatten(t *testing.T) {
 				t.Errorf("got\n%s\nwant\n%s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestFlattenSparse: GNU sparse files (tar -S) come out whole.
+func TestFlattenSparse(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("start"), 0)
+	f.WriteAt([]byte("end"), 1<<20)
+	f.Close()
+	out, err := exec.Command("tar", "--format=gnu", "-S", "-C", dir, "-cf", "-", "sparse").Output()
+	if err != nil {
+		t.Skipf("GNU tar: %v", err)
+	}
+	s := openTemp(t)
+	layer, err := s.PutLayer(context.Background(), bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := mutate.AppendLayers(empty.Image, layer)
+	var buf bytes.Buffer
+	if err := Flatten(context.Background(), img, &buf); err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(&buf)
+	h, err := tr.Next()
+	if err != nil || h.Typeflag != tar.TypeReg || h.Size != 1<<20+3 {
+		t.Fatalf("entry %+v, %v", h, err)
+	}
+	b, _ := io.ReadAll(tr)
+	want := make([]byte, 1<<20+3)
+	copy(want, "start")
+	copy(want[1<<20:], "end")
+	if !bytes.Equal(b, want) {
+		t.Error("sparse file content differs")
 	}
 }
