@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,7 +46,7 @@ type builder struct {
 	mu       sync.Mutex
 	usedArgs map[string]bool
 	images   map[string]*loadedImage
-	pins     []string
+	pins     []v1.Hash // layers this build added to the cache
 	tmpDirs  []string
 	sem      chan struct{}
 	snap     snapshot.Snapshotter
@@ -74,6 +75,10 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	b.prog = newProgress(opts.Progress, opts.ProgressMode)
 	defer b.cleanup()
+	// A build allocates a lot of short-lived metadata (one entry per context
+	// file): collect garbage only when the heap gets big, not every few MB.
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(512 << 20))
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	res, err := b.run(ctx)
 	if err != nil {
 		var le *lineError
@@ -83,6 +88,20 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	b.prog.close()
 	return res, err
+}
+
+// pinCache makes the layers this build cached GC roots (one pin per build,
+// written once: the store is held for the whole build, so no prune runs in
+// between).
+func (b *builder) pinCache() error {
+	if len(b.pins) == 0 {
+		return nil
+	}
+	k := cache.NewKey("pin")
+	for _, d := range b.pins {
+		k.Add(d.String())
+	}
+	return b.s.Pin("buildcache/"+k.Sum()[:32], b.pins)
 }
 
 func (b *builder) cleanup() {
@@ -112,6 +131,11 @@ func (b *builder) run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	defer release()
+	defer func() { // before release: no prune between storing and pinning
+		if perr := b.pinCache(); perr != nil {
+			b.prog.warn("pinning the build cache: " + perr.Error())
+		}
+	}()
 	cdir, err := b.s.Dir("cache")
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 	"github.com/ulikunitz/xz"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-dev/strata/cache"
 )
@@ -170,68 +171,105 @@ func walkSource(root, rel string, ignore, exclude *patternmatcher.PatternMatcher
 	if !fi.IsDir() {
 		return out, nil
 	}
-	type parentInfo struct {
-		ign, exc patternmatcher.MatchInfo
-	}
-	var walk func(dir, relDir, ctxRel string, pi parentInfo) error
-	walk = func(dir, relDir, ctxRel string, pi parentInfo) error {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			return err
-		}
-		for _, e := range ents {
-			name := e.Name()
-			r := path.Join(relDir, name)
-			cr := path.Join(ctxRel, name)
-			a := dir + "/" + name
-			npi := pi
-			skip := false
-			if ignore != nil {
-				m, info, err := ignore.MatchesUsingParentResults(cr, pi.ign)
-				if err != nil {
-					return err
-				}
-				npi.ign = info
-				skip = m
-			}
-			if exclude != nil && !skip {
-				m, info, err := exclude.MatchesUsingParentResults(r, pi.exc)
-				if err != nil {
-					return err
-				}
-				npi.exc = info
-				skip = m
-			}
-			fi, err := os.Lstat(a)
-			if err != nil {
-				return err
-			}
-			if skip && !(fi.IsDir() && ((ignore != nil && ignore.Exclusions()) || (exclude != nil && exclude.Exclusions()))) {
-				continue
-			}
-			f := srcFile{rel: r, abs: a, fi: fi}
-			if fi.Mode()&os.ModeSymlink != 0 {
-				if f.link, err = os.Readlink(a); err != nil {
-					return err
-				}
-			}
-			n := len(out)
-			out = append(out, f)
-			if fi.IsDir() {
-				if err := walk(a, r, cr, npi); err != nil {
-					return err
-				}
-				if skip && len(out) == n+1 {
-					out = out[:n] // an excluded directory with nothing re-included
-				}
-			} else if skip {
-				out = out[:n]
-			}
-		}
-		return nil
-	}
-	if err := walk(abs, "", rel, parentInfo{}); err != nil {
+	files, err := walkDir(abs, "", rel, walkInfo{}, ignore, exclude, 0)
+	if err != nil {
 		return nil, err
+	}
+	return append(out, files...), nil
+}
+
+type walkInfo struct {
+	ign, exc patternmatcher.MatchInfo
+}
+
+// walkDir lists dir (recursively, sorted), applying the ignore and exclude
+// matchers. Subdirectories near the top are walked concurrently: a warm
+// rebuild of a big context is bound by lstat calls.
+func walkDir(dir, relDir, ctxRel string, pi walkInfo, ignore, exclude *patternmatcher.PatternMatcher, depth int) ([]srcFile, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	type slot struct {
+		f        srcFile
+		skip     bool
+		children []srcFile
+		isDir    bool
+		pi       walkInfo
+		ctxRel   string
+	}
+	slots := make([]slot, 0, len(ents))
+	for _, e := range ents {
+		name := e.Name()
+		r := path.Join(relDir, name)
+		cr := path.Join(ctxRel, name)
+		a := dir + "/" + name
+		npi := pi
+		skip := false
+		if ignore != nil {
+			m, info, err := ignore.MatchesUsingParentResults(cr, pi.ign)
+			if err != nil {
+				return nil, err
+			}
+			npi.ign = info
+			skip = m
+		}
+		if exclude != nil && !skip {
+			m, info, err := exclude.MatchesUsingParentResults(r, pi.exc)
+			if err != nil {
+				return nil, err
+			}
+			npi.exc = info
+			skip = m
+		}
+		fi, err := os.Lstat(a)
+		if err != nil {
+			return nil, err
+		}
+		if skip && !(fi.IsDir() && ((ignore != nil && ignore.Exclusions()) || (exclude != nil && exclude.Exclusions()))) {
+			continue
+		}
+		f := srcFile{rel: r, abs: a, fi: fi}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			if f.link, err = os.Readlink(a); err != nil {
+				return nil, err
+			}
+		}
+		slots = append(slots, slot{f: f, skip: skip, isDir: fi.IsDir(), pi: npi, ctxRel: cr})
+	}
+	walkOne := func(i int) error {
+		s := &slots[i]
+		ch, err := walkDir(s.f.abs, s.f.rel, s.ctxRel, s.pi, ignore, exclude, depth+1)
+		s.children = ch
+		return err
+	}
+	if depth < 2 {
+		var g errgroup.Group
+		g.SetLimit(4)
+		for i := range slots {
+			if slots[i].isDir {
+				g.Go(func() error { return walkOne(i) })
+			}
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+	} else {
+		for i := range slots {
+			if slots[i].isDir {
+				if err := walkOne(i); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	var out []srcFile
+	for _, s := range slots {
+		if s.skip && (!s.isDir || len(s.children) == 0) {
+			continue // excluded, with nothing re-included below it
+		}
+		out = append(out, s.f)
+		out = append(out, s.children...)
 	}
 	return out, nil
 }

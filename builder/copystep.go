@@ -20,6 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/patternmatcher"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-dev/strata/cache"
 )
@@ -205,14 +206,12 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 				return err
 			}
 			for _, s := range ss {
+				if err := b.hashFiles(s.files); err != nil {
+					return err
+				}
 				key.Add("src", p, s.path)
 				for i := range s.files {
 					f := &s.files[i]
-					if f.fi.Mode().IsRegular() {
-						if f.sum, err = b.bctx.hasher.Sum(f.abs, f.fi); err != nil {
-							return err
-						}
-					}
 					key.Add(f.rel, strconv.FormatUint(uint64(f.fi.Mode()), 8), f.link, f.sum)
 				}
 			}
@@ -305,6 +304,31 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 		}
 		return st.placeSources(ctx, plan, a, dest, sources, fetched)
 	})
+}
+
+// hashFiles fills in the content digests of regular files, through the
+// stat cache, reading changed files concurrently.
+func (b *builder) hashFiles(files []srcFile) error {
+	var g errgroup.Group
+	g.SetLimit(4)
+	const chunk = 256
+	for lo := 0; lo < len(files); lo += chunk {
+		hi := min(lo+chunk, len(files))
+		g.Go(func() error {
+			for i := lo; i < hi; i++ {
+				f := &files[i]
+				if f.fi.Mode().IsRegular() {
+					sum, err := b.bctx.hasher.Sum(f.abs, f.fi)
+					if err != nil {
+						return err
+					}
+					f.sum = sum
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // listSources expands one source pattern and walks what it matches.

@@ -652,9 +652,9 @@ func (b *builder) cacheStore(key string, l v1.Layer, created time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := b.s.Pin("buildcache/"+key, []v1.Hash{d}); err != nil {
-		return err
-	}
+	b.mu.Lock()
+	b.pins = append(b.pins, d)
+	b.mu.Unlock()
 	// the blob was just written and checked against its digest by the
 	// store: remember its identity so hits need not hash it again
 	return b.idx.Put(key, cache.Entry{DiffID: d.String(), Size: size, Created: created, Blob: blobIdentity(b.s.BlobPath(d))})
