@@ -188,3 +188,27 @@ func TestFlattenSparse(t *testing.T) {
 		t.Error("sparse file content differs")
 	}
 }
+
+// TestFlattenKeepsXattrs: extended attributes (file capabilities) survive.
+func TestFlattenKeepsXattrs(t *testing.T) {
+	var in bytes.Buffer
+	tw := tar.NewWriter(&in)
+	tw.WriteHeader(&tar.Header{Name: "bin/ping", Typeflag: tar.TypeReg, Mode: 0o755, Size: 1,
+		PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "\x01\x00\x00\x02\x00\x20"}})
+	tw.Write([]byte("x"))
+	tw.Close()
+	s := openTemp(t)
+	layer, err := s.PutLayer(context.Background(), &in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := mutate.AppendLayers(empty.Image, layer)
+	var out bytes.Buffer
+	if err := Flatten(context.Background(), img, &out); err != nil {
+		t.Fatal(err)
+	}
+	h, err := tar.NewReader(&out).Next()
+	if err != nil || h.PAXRecords["SCHILY.xattr.security.capability"] != "\x01\x00\x00\x02\x00\x20" {
+		t.Fatalf("xattr lost: %+v %v", h, err)
+	}
+}
