@@ -648,8 +648,17 @@ func TestContainerTerminal(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command("script", "-qec", "stty cols 100 rows 30; "+cmdline, "/dev/null")
 		cmd.Env = append(os.Environ(), "STRATA_ROOT="+e.Root)
-		cmd.Stdin = strings.NewReader(stdin)
+		// script's input stays open until the command is done: at EOF,
+		// script types a NUL into the terminal (docker shows it too).
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		cmd.Stdin = r
+		w.WriteString(stdin)
 		out, err := cmd.Output()
+		r.Close()
 		if err != nil {
 			t.Fatalf("%s: %v\n%q", cmdline, err, out)
 		}
