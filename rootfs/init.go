@@ -69,6 +69,10 @@ func InitMain() {
 		traceBuf = new(strings.Builder)
 	}
 	tr("init start")
+	// Not dumpable: the container's processes (without CAP_SYS_PTRACE) cannot
+	// reach init through /proc/1: not its exe (the host's strata binary, the
+	// runc CVE-2019-5736 path), fds (the status pipe), environ or memory.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	// ps shows PID 1 as strata-init rather than "exe" (/proc/self/exe).
 	name := []byte(initArg0 + "\x00")
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
