@@ -28,16 +28,30 @@ const (
 // image's name from in an OCI archive.
 const AnnotationContainerdName = "io.containerd.image.name"
 
-// Save writes the images refs resolve to as one archive in format ("docker",
-// the default, or "oci") to w. Layers are written gzip-compressed
-// (CompressedImage). An image named by a tag is saved under that name; one
+// SaveOptions choose Save's archive.
+type SaveOptions struct {
+	Format      string // "docker" (the default) or "oci"
+	Compression string // of local layers: "gzip" (the default) or "zstd"
+}
+
+// Save writes the images refs resolve to as one archive to w. Local
+// (uncompressed) layers are written compressed (CompressedImage); pulled
+// ones as they are. An image named by a tag is saved under that name; one
 // named by ID or digest is saved without a name. The archive is streamed.
-func (s *Store) Save(ctx context.Context, w io.Writer, refs []string, format string) error {
+func (s *Store) Save(ctx context.Context, w io.Writer, refs []string, opts SaveOptions) error {
+	format := opts.Format
 	if format == "" {
 		format = FormatDocker
 	}
 	if format != FormatDocker && format != FormatOCI {
 		return fmt.Errorf("unknown archive format %q (want docker or oci)", format)
+	}
+	algo := opts.Compression
+	if algo == "" {
+		algo = Gzip
+	}
+	if algo != Gzip && algo != Zstd {
+		return fmt.Errorf("unknown compression %q (want gzip or zstd)", algo)
 	}
 	if len(refs) == 0 {
 		return fmt.Errorf("saving: no image given")
@@ -64,7 +78,7 @@ func (s *Store) Save(ctx context.Context, w io.Writer, refs []string, format str
 			if err != nil {
 				return err
 			}
-			if img, err = s.CompressedImage(ctx, stored, Gzip); err != nil {
+			if img, err = s.CompressedImage(ctx, stored, algo); err != nil {
 				return fmt.Errorf("saving %s: %w", ref, err)
 			}
 			byDigest[rec.Digest] = img

@@ -11,7 +11,10 @@ import (
 func init() { register(newLoadCmd) }
 
 func newLoadCmd(g *globals) *cobra.Command {
-	var input string
+	var (
+		input string
+		quiet bool
+	)
 	cmd := &cobra.Command{
 		Use:   "load [flags]",
 		Short: "Load images from a tar archive (docker save format or OCI layout)",
@@ -40,6 +43,9 @@ or -i FILE. Every blob is checked against its digest; a bad archive changes noth
 			if err != nil {
 				return fmt.Errorf("load %s: %w", src, err)
 			}
+			if quiet {
+				return nil
+			}
 			for _, im := range imgs {
 				if len(im.Names) == 0 {
 					fmt.Fprintf(cmd.OutOrStdout(), "Loaded image ID: %s\n", im.ID)
@@ -51,6 +57,7 @@ or -i FILE. Every blob is checked against its digest; a bad archive changes noth
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&input, "input", "i", "", "read from FILE instead of stdin")
+	cmd.Flags().StringVarP(&input, "input", "i", "", "read from FILE (or http(s) URL) instead of stdin")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing")
 	return cmd
 }

@@ -15,12 +15,13 @@ import (
 func init() { register(newSaveCmd) }
 
 func newSaveCmd(g *globals) *cobra.Command {
-	var output, format string
+	var output, format, compression string
 	cmd := &cobra.Command{
 		Use:   "save [flags] IMAGE...",
 		Short: "Write images to a tar archive (docker load format, or an OCI layout)",
-		Long: `Write images to a tar archive: --format docker (the default) loads with
-'docker load'; --format oci is an OCI image layout. Layers are gzip-compressed.
+		Long: `Write images to a tar archive: --format docker (the default) loads with 'docker
+load'; --format oci is an OCI image layout. Local layers are compressed
+(--compression gzip, the default, or zstd; each layer once, then cached).
 Writes to stdout unless -o is given (and refuses to write to a terminal); -o FILE
 appears complete or not at all.`,
 		Args: cobra.MinimumNArgs(1),
@@ -28,17 +29,21 @@ appears complete or not at all.`,
 			if format != store.FormatDocker && format != store.FormatOCI {
 				return fmt.Errorf("invalid --format %q: want docker or oci", format)
 			}
+			if compression != store.Gzip && compression != store.Zstd {
+				return fmt.Errorf("invalid --compression %q: want gzip or zstd", compression)
+			}
 			s, err := g.store()
 			if err != nil {
 				return err
 			}
 			return writeOutput(cmd, output, "save", func(w io.Writer) error {
-				return s.Save(cmd.Context(), w, args, format)
+				return s.Save(cmd.Context(), w, args, store.SaveOptions{Format: format, Compression: compression})
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to FILE instead of stdout")
 	cmd.Flags().StringVar(&format, "format", store.FormatDocker, "archive format: docker or oci")
+	cmd.Flags().StringVar(&compression, "compression", store.Gzip, "compression of local layers: gzip or zstd")
 	return cmd
 }
 
