@@ -14,9 +14,10 @@ func init() { register(newCommitCmd) }
 func newCommitCmd(g *globals) *cobra.Command {
 	o := container.CommitOptions{Apply: builder.ApplyChanges}
 	cmd := &cobra.Command{
-		Use:   "commit [OPTIONS] CONTAINER NAME[:TAG]",
-		Short: "Make a new image from a container's changes",
-		Args:  cobra.ExactArgs(2),
+		Use:                   "commit [OPTIONS] CONTAINER NAME[:TAG]",
+		DisableFlagsInUseLine: true,
+		Short:                 "Make a new image from a container's changes",
+		Args:                  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := containers(g)
 			if err != nil {

@@ -59,9 +59,10 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (string, con
 func newCreateCmd(g *globals) *cobra.Command {
 	var f containerFlags
 	cmd := &cobra.Command{
-		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
-		Short: "Create a container over an image (start it with 'strata start')",
-		Args:  cobra.MinimumNArgs(1),
+		Use:                   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		DisableFlagsInUseLine: true,
+		Short:                 "Create a container over an image (start it with 'strata start')",
+		Args:                  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			image, opts, err := f.options(cmd, args)
 			if err != nil {

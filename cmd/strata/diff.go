@@ -10,9 +10,10 @@ func init() { register(newDiffCmd) }
 
 func newDiffCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "diff CONTAINER",
-		Short: "List the files a container added (A), changed (C) or deleted (D)",
-		Args:  cobra.ExactArgs(1),
+		Use:                   "diff CONTAINER",
+		DisableFlagsInUseLine: true,
+		Short:                 "List the files a container added (A), changed (C) or deleted (D)",
+		Args:                  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := containers(g)
 			if err != nil {

@@ -15,9 +15,10 @@ func init() { register(newPsCmd) }
 func newPsCmd(g *globals) *cobra.Command {
 	var all, quiet, noTrunc bool
 	cmd := &cobra.Command{
-		Use:   "ps [OPTIONS]",
-		Short: "List containers (running ones; all with -a)",
-		Args:  cobra.NoArgs,
+		Use:                   "ps [OPTIONS]",
+		DisableFlagsInUseLine: true,
+		Short:                 "List containers (running ones; all with -a)",
+		Args:                  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, err := containers(g)
 			if err != nil {

@@ -12,9 +12,10 @@ func init() { register(newRmCmd) }
 func newRmCmd(g *globals) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "rm [OPTIONS] CONTAINER...",
-		Short: "Remove containers (-f: kill running ones first)",
-		Args:  cobra.MinimumNArgs(1),
+		Use:                   "rm [OPTIONS] CONTAINER...",
+		DisableFlagsInUseLine: true,
+		Short:                 "Remove containers (-f: kill running ones first)",
+		Args:                  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := containers(g)
 			if err != nil {

@@ -15,8 +15,9 @@ func newRunCmd(g *globals) *cobra.Command {
 	var f containerFlags
 	var detach bool
 	cmd := &cobra.Command{
-		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
-		Short: "Run a command in a new container",
+		Use:                   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		DisableFlagsInUseLine: true,
+		Short:                 "Run a command in a new container",
 		Long: "Run a command in a new container. The exit status is the command's; 125 when strata\n" +
 			"fails before the command starts, 126 when it cannot be executed, 127 when it is not found.",
 		Args: cobra.MinimumNArgs(1),

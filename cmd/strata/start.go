@@ -14,8 +14,9 @@ func init() { register(newStartCmd) }
 func newStartCmd(g *globals) *cobra.Command {
 	var attach, interactive bool
 	cmd := &cobra.Command{
-		Use:   "start [OPTIONS] CONTAINER",
-		Short: "Start a created or stopped container",
+		Use:                   "start [OPTIONS] CONTAINER",
+		DisableFlagsInUseLine: true,
+		Short:                 "Start a created or stopped container",
 		Long: "Start a container. With -a strata stays attached to its output and exits with its\n" +
 			"status; without it the container runs in the background and start prints its name.",
 		Args: cobra.ExactArgs(1),

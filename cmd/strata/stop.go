@@ -13,9 +13,10 @@ func init() { register(newStopCmd) }
 func newStopCmd(g *globals) *cobra.Command {
 	var seconds int
 	cmd := &cobra.Command{
-		Use:   "stop [OPTIONS] CONTAINER...",
-		Short: "Stop running containers (SIGTERM, then SIGKILL after a grace period)",
-		Args:  cobra.MinimumNArgs(1),
+		Use:                   "stop [OPTIONS] CONTAINER...",
+		DisableFlagsInUseLine: true,
+		Short:                 "Stop running containers (SIGTERM, then SIGKILL after a grace period)",
+		Args:                  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := containers(g)
 			if err != nil {
