@@ -480,7 +480,8 @@ func (m *Manager) List(ctx context.Context, all bool) ([]*Container, error) {
 
 // Reap removes the containers nobody will ever use again: those whose
 // strata died while it ran them with --rm (or before Run started them), and
-// directories left by a create cut short.
+// directories left by a create cut short; then what the snapshotter's
+// Cleanup finds.
 func (m *Manager) Reap(ctx context.Context) error {
 	gl, _, err := flock(filepath.Join(m.root, ".lock"), unix.LOCK_EX)
 	if err != nil {
@@ -514,6 +515,13 @@ func (m *Manager) Reap(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		l.release()
+	}
+	// And the snapshots' own leftovers: layers half unpacked by a killed
+	// strata, snapshots whose Prepare never finished.
+	if sn, err := m.snapshotter(""); err == nil {
+		if err := sn.Cleanup(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
