@@ -7,9 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -89,4 +94,51 @@ func mustReadDir(t *testing.T, dir string) []string {
 		out = append(out, e.Name())
 	}
 	return out
+}
+
+// TestLoadOCIIndex: an OCI archive whose entry is a multi-platform index
+// loads the image for this machine under the index's name.
+func TestLoadOCIIndex(t *testing.T) {
+	host := HostPlatform()
+	other := v1.Platform{OS: "linux", Architecture: "s390x"}
+	var adds []mutate.IndexAddendum
+	imgs := map[string]v1.Image{}
+	for _, p := range []v1.Platform{other, host} {
+		img, err := random.Image(512, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, _ := img.ConfigFile()
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture, cf.Variant = p.OS, p.Architecture, p.Variant
+		img, _ = mutate.ConfigFile(img, cf)
+		p := p
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+		imgs[p.Architecture] = img
+	}
+	idx := mutate.AppendManifests(empty.Index, adds...)
+	dir := t.TempDir()
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendIndex(idx, layout.WithAnnotations(map[string]string{AnnotationRefName: "example.com/multi:1"})); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("tar", "-C", dir, "-cf", "-", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openTemp(t)
+	got, err := s.Load(context.Background(), bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := imgs[host.Architecture].ConfigName()
+	if len(got) != 1 || got[0].ID != want || fmt.Sprint(got[0].Names) != "[example.com/multi:1]" {
+		t.Fatalf("loaded %+v, want ID %s", got, want)
+	}
+	if rep, err := s.Fsck(context.Background()); err != nil || len(rep.Problems) > 0 {
+		t.Errorf("fsck: %v %v", rep.Problems, err)
+	}
 }
