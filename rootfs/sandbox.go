@@ -55,6 +55,9 @@ func Start(network string) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("running a container needs root (rootless sandboxes are not supported)")
+	}
 	sb := &Sandbox{network: network, newNet: newNet, started: make(chan struct{}), waited: make(chan *os.ProcessState, 1)}
 	go func() {
 		defer close(sb.started)
