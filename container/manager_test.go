@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -170,5 +171,31 @@ func TestLockHolder(t *testing.T) {
 	defer l.release()
 	if pid := lockHolder(m.lockPath(id("c1"))); pid != os.Getpid() {
 		t.Errorf("held lock: holder %d, want %d", pid, os.Getpid())
+	}
+}
+
+func TestStreams(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if inStream(r, false) != io.Reader(r) || outStream(w, false) != io.Writer(w) {
+		t.Errorf("a pipe is not passed as it is")
+	}
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer ptmx.Close()
+	if _, ok := inStream(ptmx, false).(*os.File); ok {
+		t.Errorf("without -t a terminal reaches the sandbox as a file")
+	}
+	if _, ok := outStream(ptmx, false).(*os.File); ok {
+		t.Errorf("without -t a terminal reaches the sandbox as a file")
+	}
+	if inStream(ptmx, true) != io.Reader(ptmx) {
+		t.Errorf("with -t the terminal is not passed as it is")
 	}
 }
