@@ -186,6 +186,7 @@ func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error)
 			return ExitSetup, err
 		}
 		defer func() {
+			sb.Close() // init (and so the container) gone before its cgroup
 			if rerr := cg.remove(); rerr != nil && err == nil {
 				err = rerr
 			}
