@@ -279,3 +279,44 @@ func (e *env) snapRunMay(envv []string, args ...string) result {
 	}
 	return r
 }
+
+// TestSnapshotParallelRuns starts several strata processes at once on a
+// fresh store: each layer is unpacked once, no temp directory or snapshot
+// is left, and every run sees the image.
+func TestSnapshotParallelRuns(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	const n = 4
+	type res struct {
+		out string
+		err error
+	}
+	ch := make(chan res, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			cmd := exec.Command(strataBin, "run", "--rm", "bbase", "cat", "/etc/passwd")
+			cmd.Env = append(os.Environ(), "STRATA_ROOT="+e.Root)
+			out, err := cmd.CombinedOutput()
+			ch <- res{string(out), err}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		r := <-ch
+		if r.err != nil || !strings.Contains(r.out, "root:") {
+			t.Errorf("run: %v: %s", r.err, r.out)
+		}
+	}
+	for _, sub := range []string{"layers", "native"} {
+		ents, _ := os.ReadDir(filepath.Join(e.Root, "snapshots", sub))
+		var dirs []string
+		for _, ent := range ents {
+			if ent.IsDir() {
+				dirs = append(dirs, ent.Name())
+			}
+		}
+		if len(dirs) > 1 {
+			t.Errorf("snapshots/%s holds %v: want one unpacked layer and no temp directory", sub, dirs)
+		}
+	}
+	e.checkClean()
+}
