@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -90,7 +91,16 @@ func initMain() (int, error) {
 	syscall.CloseOnExec(configFD)
 	syscall.CloseOnExec(statusFD)
 	if err := unix.CloseRange(statusFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return ExitSetup, fmt.Errorf("sandbox: marking descriptors close-on-exec: %w", err)
+		// Before Linux 5.11: one by one.
+		ents, rerr := os.ReadDir("/proc/self/fd")
+		if rerr != nil {
+			return ExitSetup, fmt.Errorf("sandbox: marking descriptors close-on-exec: %w", err)
+		}
+		for _, e := range ents {
+			if fd, err := strconv.Atoi(e.Name()); err == nil && fd > statusFD {
+				syscall.CloseOnExec(fd)
+			}
+		}
 	}
 	sigs, sigsReady := notifySignals()
 	net, scratch, ok := strings.Cut(os.Getenv(initEnv), ":")
