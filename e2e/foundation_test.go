@@ -765,30 +765,6 @@ func TestDebootstrapRoundTrip(t *testing.T) {
 	e.ok("fsck")
 }
 
-// TestNoSpace: a store on a full filesystem fails with one line naming the
-// problem and stays consistent.
-func TestNoSpace(t *testing.T) {
-	requireRoot(t)
-	base := baseTar(t)
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
-	}
-	defer exec.Command("umount", mnt).Run()
-	e := &env{t: t, Root: filepath.Join(mnt, "store")}
-	e.ok("import", base, "small") // 2.1MB fits
-	before := fndStoreState(t, e)
-	e.fails("no space left on device", "import", base, "again:1", "--change", "USER 1")
-	e.fails("no space left on device", "save", "-o", filepath.Join(mnt, "out.tar"), "small")
-	if after := fndStoreState(t, e); after != before {
-		t.Errorf("store changed:\nbefore %s\nafter  %s", before, after)
-	}
-	if _, err := os.Stat(filepath.Join(mnt, "out.tar")); err == nil {
-		t.Error("failed save left its output file")
-	}
-	e.ok("fsck")
-}
-
 // TestSaveRefusesTerminal: an archive is never written to (or read from) a
 // terminal.
 func TestSaveRefusesTerminal(t *testing.T) {
