@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,7 +14,7 @@ import (
 
 // Container benchmarks (numbers for the record, never asserted):
 //
-//	go test ./e2e -run '^$' -bench 'BenchmarkRunTrue' -benchtime 30x
+//	go test ./e2e -run '^$' -bench 'BenchmarkRunTrue' -benchtime 30x   (and its docker peer)
 //	go test ./e2e -run '^$' -bench 'BenchmarkCommit1GiB' -benchtime 3x
 
 // benchRoot makes a fresh store holding the busybox base as bbase.
@@ -70,6 +71,36 @@ func BenchmarkRunTrue(b *testing.B) {
 	for b.Loop() {
 		t0 := time.Now()
 		benchStrata(b, root, "run", "--rm", "bbase", "true")
+		ds = append(ds, time.Since(t0))
+	}
+	b.ReportMetric(float64(median(ds).Microseconds())/1000, "ms/median")
+}
+
+// BenchmarkRunTrueDocker is the peer: `docker run --rm --network none IMG
+// true` on the same busybox base, when a dockerd is reachable.
+func BenchmarkRunTrueDocker(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").Run() != nil {
+		b.Skip("no dockerd")
+	}
+	root := benchRoot(b)
+	tarball := filepath.Join(filepath.Dir(root), "base.tar")
+	const img = "strata-bench-bbase:latest"
+	if out, err := exec.Command("docker", "import", tarball, img).CombinedOutput(); err != nil {
+		b.Fatalf("docker import: %v %s", err, out)
+	}
+	defer exec.Command("docker", "rmi", "-f", img).Run()
+	run := func() {
+		if out, err := exec.Command("docker", "run", "--rm", "--network", "none", img, "true").CombinedOutput(); err != nil {
+			b.Fatalf("docker run: %v %s", err, out)
+		}
+	}
+	run()
+	var ds []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		run()
 		ds = append(ds, time.Since(t0))
 	}
 	b.ReportMetric(float64(median(ds).Microseconds())/1000, "ms/median")
