@@ -297,7 +297,7 @@ func TestConformance(t *testing.T) {
 				must(t, err)
 				mnt, umount := mountForTest(t, ms)
 				tc.change(t, mnt)
-				seen := dumpTree(t, mnt, "", false)
+				seen := dumpContent(t, mnt)
 				umount()
 
 				var diff bytes.Buffer
@@ -325,7 +325,7 @@ func TestConformance(t *testing.T) {
 				// lower layers + diff == what the container saw (mountpoints aside)
 				applied := t.TempDir()
 				must(t, ApplyLayers(ctx, append(layers, layersFromTars(t, [][]byte{diff.Bytes()})...), applied, UnpackOptions{Devices: true}))
-				if d := diffLines(withoutMountpoints(seen), dumpTree(t, applied, "", false)); d != "" {
+				if d := diffLines(withoutMountpoints(seen), dumpContent(t, applied)); d != "" {
 					t.Errorf("%s: lower layers + diff differ from the container's tree:\n%s", kind, d)
 				}
 
@@ -369,6 +369,18 @@ func unmount(t *testing.T, mnt string) {
 
 func init() {
 	confCases = append(confCases, confCase{
+		name: "hardlinks of a lower layer",
+		change: func(t *testing.T, root string) {
+			f, err := os.OpenFile(filepath.Join(root, "hl1"), os.O_APPEND|os.O_WRONLY, 0)
+			must(t, err)
+			_, err = f.WriteString(" and changed")
+			must(t, err)
+			must(t, f.Close())
+			must(t, os.Link(filepath.Join(root, "hl2"), filepath.Join(root, "hl3")))
+		},
+		entries: []string{"hl1 f 0644 0:0 18", "hl2 f 0644 0:0 6", "hl3 h 0644 0:0 => hl2"},
+		changes: []string{"C /hl1", "C /hl2", "A /hl3"},
+	}, confCase{
 		name: "mountpoints in an existing /etc leave it out",
 		change: func(t *testing.T, root string) {
 			must(t, os.WriteFile(filepath.Join(root, "etc/hosts"), nil, 0o644))

@@ -45,7 +45,9 @@
 // (trusted.overlay.opaque=y) become ".wh..wh..opq".
 //
 // "native" copies the flattened lower tree (cached per chain ID) into a fresh
-// directory per key and bind-mounts it. Its diff compares the container
+// directory per key and bind-mounts it. The copy breaks hardlinks, as an
+// overlayfs copy-up does, so writing one path never changes another in
+// either snapshotter. Its diff compares the container
 // directory with the lower tree. Directories are tagged with the xattr
 // trusted.strata.orig at Prepare, so a directory that was deleted and
 // recreated (no tag) becomes opaque, exactly as overlayfs would record it.

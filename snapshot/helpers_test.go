@@ -62,6 +62,18 @@ func mkTar(t testing.TB, ents ...ent) []byte {
 // below root left out (with everything under it).
 func dumpTree(t testing.TB, root string, skip string, times bool) []string {
 	t.Helper()
+	return dumpTreeOpt(t, root, skip, times, true)
+}
+
+// dumpContent is dumpTree without times and without hardlink identity
+// (which files share an inode): the contents a process reads.
+func dumpContent(t testing.TB, root string) []string {
+	t.Helper()
+	return dumpTreeOpt(t, root, "", false, false)
+}
+
+func dumpTreeOpt(t testing.TB, root string, skip string, times, links bool) []string {
+	t.Helper()
 	var out []string
 	inodes := map[uint64]string{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -79,7 +91,7 @@ func dumpTree(t testing.TB, root string, skip string, times bool) []string {
 		line := fmt.Sprintf("%s %s %04o %d:%d", rel, typeLetter(st.Mode), st.Mode&0o7777, st.Uid, st.Gid)
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
-			if first, ok := inodes[st.Ino]; ok && st.Nlink > 1 {
+			if first, ok := inodes[st.Ino]; ok && st.Nlink > 1 && links {
 				line += " link=" + first
 			} else {
 				inodes[st.Ino] = rel

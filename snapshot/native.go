@@ -245,8 +245,8 @@ func hasOrigTag(n *node) bool {
 }
 
 // sameMeta reports whether the upper entry n is unchanged from the lower
-// entry at lp: type, mode, owner, device, size, mtime, link count, symlink
-// target and xattrs. Content is not read: any write changes mtime.
+// entry at lp: type, mode, owner, device, size, mtime, symlink target and
+// xattrs, and no new hardlink. Content is not read: any write changes mtime.
 func sameMeta(n *node, lp string, l *unix.Stat_t) (bool, error) {
 	u := &n.st
 	if u.Mode != l.Mode || u.Uid != l.Uid || u.Gid != l.Gid || u.Mtim != l.Mtim {
@@ -261,7 +261,9 @@ func sameMeta(n *node, lp string, l *unix.Stat_t) (bool, error) {
 			return false, errors.Join(err1, err2)
 		}
 	default:
-		if u.Size != l.Size || u.Rdev != l.Rdev || u.Nlink != l.Nlink {
+		// Every file of the container's copy starts with one link: more
+		// means the container linked it (overlayfs copies it up then).
+		if u.Size != l.Size || u.Rdev != l.Rdev || u.Nlink > 1 {
 			return false, nil
 		}
 	}
@@ -284,10 +286,12 @@ func sameMeta(n *node, lp string, l *unix.Stat_t) (bool, error) {
 	return true, nil
 }
 
-// copyTree copies the tree src to dst (which must not exist) keeping types,
-// owners, modes, xattrs, times and hardlinks. Regular files are reflinked
-// where the filesystem can, else copied in the kernel (copy_file_range).
-// With tag, each directory gets origTag.
+// copyTree copies the tree src to dst (which must not exist, or be an empty
+// directory) keeping types, owners, modes, xattrs and times. Regular files
+// are reflinked where the filesystem can, else copied in the kernel
+// (copy_file_range). With tag (a container's copy), each directory gets
+// origTag and hardlinks are broken (each path gets its own copy, as
+// overlayfs copy-up does); without, hardlinks are kept.
 func copyTree(ctx context.Context, src, dst string, tag bool) error {
 	c := &copier{links: map[[2]uint64]string{}, tag: tag, root: dst}
 	if err := c.copy(ctx, src, dst); err != nil {
@@ -351,7 +355,9 @@ func (c *copier) copy(ctx context.Context, src, dst string) error {
 		}
 		return nil
 	case unix.S_IFREG:
-		if st.Nlink > 1 {
+		// A container's copy breaks hardlinks, as an overlayfs copy-up
+		// does: writing one path never changes another.
+		if st.Nlink > 1 && !c.tag {
 			k := [2]uint64{st.Dev, st.Ino}
 			if first, ok := c.links[k]; ok {
 				return unix.Link(first, dst)

@@ -251,11 +251,11 @@ func TestPrepareChains(t *testing.T) {
 				ms, err := sn.Prepare(ctx, key, all[:n])
 				must(t, err)
 				mnt, umount := mountForTest(t, ms)
-				got := dumpTree(t, mnt, "", false)
+				got := dumpContent(t, mnt)
 				umount()
 				want := t.TempDir()
 				must(t, ApplyLayers(ctx, all[:n], want, UnpackOptions{}))
-				if d := diffLines(dumpTree(t, want, "", false), got); d != "" {
+				if d := diffLines(dumpContent(t, want), got); d != "" {
 					t.Fatalf("%d layers: tree differs from the applied layers:\n%s", n, d)
 				}
 				must(t, sn.Remove(ctx, key))
