@@ -39,6 +39,11 @@ type UnpackOptions struct {
 	// NoChown keeps the extracting user as the owner of everything
 	// (rootless); otherwise owners come from the tar.
 	NoChown bool
+	// Filter, when set, selects the entries to extract by their clean name
+	// relative to the root ("etc/passwd"); for a whiteout, the name of what
+	// it deletes ("etc/old"; "etc/.wh..wh..opq" for an opaque directory).
+	// Parent directories of a selected entry are created as needed.
+	Filter func(name string) bool
 }
 
 // ErrCorrupt is returned (wrapped) when a layer tar is truncated or malformed.
@@ -170,6 +175,15 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	}
 	dir, base := path.Split(name)
 	dir = strings.TrimSuffix(dir, "/")
+	if u.opts.Filter != nil {
+		fname := name
+		if strings.HasPrefix(base, whiteoutPrefix) && base != opaqueWhiteout {
+			fname = path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix))
+		}
+		if !u.opts.Filter(fname) {
+			return nil
+		}
+	}
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return u.whiteout(dir, base)
 	}

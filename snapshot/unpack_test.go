@@ -398,6 +398,22 @@ func TestUnpackSparse(t *testing.T) {
 	}
 }
 
+func TestUnpackFilter(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "app"), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, "app/old"), nil, 0o644))
+	must(t, os.WriteFile(filepath.Join(root, "keep"), nil, 0o644))
+	layer := mkTar(t, dir("app", 0o755), file("app/bin", "b", 0o755), file("app/.wh.old", "", 0), file(".wh.keep", "", 0), file("other", "o", 0o644))
+	err := Unpack(context.Background(), bytes.NewReader(layer), root, UnpackOptions{Whiteouts: WhiteoutApply, NoChown: true,
+		Filter: func(name string) bool { return name == "app" || strings.HasPrefix(name, "app/") }})
+	must(t, err)
+	got := dumpContent(t, root)[1:]
+	want := []string{"app d 0755 0:0", `app/bin f 0755 0:0 "b"`, `keep f 0644 0:0 ""`}
+	if d := diffLines(want, got); d != "" {
+		t.Fatalf("tree differs:\n%s", d)
+	}
+}
+
 func TestUnpackEmpty(t *testing.T) {
 	for name, data := range map[string][]byte{"empty stream": nil, "only the trailer": make([]byte, 1024), "one zero block": make([]byte, 512)} {
 		if err := Unpack(context.Background(), bytes.NewReader(data), t.TempDir(), UnpackOptions{NoChown: true}); err != nil {
