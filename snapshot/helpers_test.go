@@ -40,7 +40,7 @@ func mkTar(t testing.TB, ents ...ent) []byte {
 	tw := tar.NewWriter(&buf)
 	for _, e := range ents {
 		h := e.hdr
-		if h.ModTime.IsZero() {
+		if h.ModTime.IsZero() && h.Typeflag != tar.TypeXGlobalHeader {
 			h.ModTime = time.Unix(1700000000, 0)
 		}
 		if err := tw.WriteHeader(&h); err != nil {

@@ -166,6 +166,9 @@ func (u *unpacker) parent(rel string, create bool) (*os.File, error) {
 }
 
 func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil // pax global header (git archive): not a file
+	}
 	name := cleanName(hdr.Name)
 	if name == "" {
 		if hdr.Typeflag != tar.TypeDir {
@@ -225,7 +228,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 				return err
 			}
 		}
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeCont:
 		fd, err := unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return err

@@ -414,6 +414,15 @@ func TestUnpackFilter(t *testing.T) {
 	}
 }
 
+func TestUnpackGitArchive(t *testing.T) {
+	ents := []ent{{hdr: tar.Header{Name: "pax_global_header", Typeflag: tar.TypeXGlobalHeader, PAXRecords: map[string]string{"comment": "abc"}}}, file("README", "hi", 0o644)}
+	root := t.TempDir()
+	must(t, Unpack(context.Background(), bytes.NewReader(mkTar(t, ents...)), root, UnpackOptions{NoChown: true}))
+	if got := dumpContent(t, root)[1:]; strings.Join(got, "|") != `README f 0644 0:0 "hi"` {
+		t.Fatalf("got %v", got)
+	}
+}
+
 func TestUnpackEmpty(t *testing.T) {
 	for name, data := range map[string][]byte{"empty stream": nil, "only the trailer": make([]byte, 1024), "one zero block": make([]byte, 512)} {
 		if err := Unpack(context.Background(), bytes.NewReader(data), t.TempDir(), UnpackOptions{NoChown: true}); err != nil {
