@@ -11,9 +11,9 @@ import (
 
 func init() { register(newInspectCmd) }
 
-// inspectOptions are inspect's flags. The registry engineer adds --remote
-// here: when set, describe the image in the registry (store.Inspect(img,
-// names) works for any v1.Image) instead of the local one.
+// inspectOptions are inspect's flags. With --remote the image is described
+// from its registry (store.Inspect works for any v1.Image) instead of the
+// local store.
 type inspectOptions struct {
 	remote   bool
 	platform string
@@ -46,8 +46,7 @@ func newInspectCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// inspectOne describes one image. A remote lookup (inspectOptions.remote)
-// belongs here, before the local store is consulted.
+// inspectOne describes one image, from the registry or the local store.
 func inspectOne(cmd *cobra.Command, g *globals, o inspectOptions, ref string) (*store.Inspection, error) {
 	if o.remote {
 		return inspectRemote(cmd, g, o.rf, o.platform, ref)
