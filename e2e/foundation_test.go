@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"testing"
 
+	units "github.com/docker/go-units"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -56,6 +57,7 @@ func (e *env) fndRunFile(stdin string, args ...string) result {
 func fndInspect(t *testing.T, e *env, ref string) (doc struct {
 	Id, Digest string
 	RepoTags   []string
+	Size       int64
 	Manifest   v1.Manifest
 	Config     v1.ConfigFile
 }) {
@@ -184,8 +186,11 @@ func TestImageCommands(t *testing.T) {
 	}
 	d := fndInspect(t, e, "bbase")
 	short := strings.TrimPrefix(d.Id, "sha256:")[:12]
+	// Sizes as docker prints them (3 significant digits, decimal units).
+	imageSize := regexp.QuoteMeta(units.HumanSizeWithPrecision(float64(d.Size), 3))
+	layerSize := regexp.QuoteMeta(units.HumanSizeWithPrecision(float64(d.Manifest.Layers[0].Size), 3))
 	rowRe := func(repo, tag, id string) *regexp.Regexp {
-		return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(repo) + ` +` + regexp.QuoteMeta(tag) + ` +` + id + ` +[0-9a-zA-Z ]+ ago +2\.13MB$`)
+		return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(repo) + ` +` + regexp.QuoteMeta(tag) + ` +` + id + ` +[0-9a-zA-Z ]+ ago +` + imageSize + `$`)
 	}
 	steps := []struct {
 		args []string
@@ -201,14 +206,14 @@ func TestImageCommands(t *testing.T) {
 		{args: []string{"images", "--digests", "bbase:latest"}, want: []*regexp.Regexp{regexp.MustCompile(`^REPOSITORY +TAG +DIGEST +IMAGE ID +CREATED +SIZE\nbbase +latest +` + d.Digest + ` +` + short + ` [^\n]+\n$`)}},
 		{args: []string{"images", "nothing"}, want: []*regexp.Regexp{regexp.MustCompile(`^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\n$`)}},
 		{args: []string{"images", "--format", "json"}, want: []*regexp.Regexp{regexp.MustCompile(`(?m)^\{"Repository":"other/name","Tag":"v1","ID":"` + d.Id + `","Digest":"` + d.Digest + `","CreatedAt":"2020-09-13T12:26:40Z","Size":\d+\}$`)}},
-		{args: []string{"history", "bbase"}, want: []*regexp.Regexp{regexp.MustCompile(`^IMAGE +CREATED +CREATED BY +SIZE +COMMENT\n` + short + ` +\d+ years ago +2\.13MB +Imported from .*base\.tar\n$`)}},
+		{args: []string{"history", "bbase"}, want: []*regexp.Regexp{regexp.MustCompile(`^IMAGE +CREATED +CREATED BY +SIZE +COMMENT\n` + short + ` +\d+ years ago +` + layerSize + ` +Imported from .*base\.tar\n$`)}},
 		{args: []string{"history", "--no-trunc", "bbase"}, want: []*regexp.Regexp{regexp.MustCompile(`(?m)^` + d.Id + ` `)}},
 		{args: []string{"history", "-q", "bbase"}, want: []*regexp.Regexp{regexp.MustCompile(`^` + short + `\n$`)}},
 		{args: []string{"rmi", "other/name:v1"}, want: []*regexp.Regexp{regexp.MustCompile(`^Untagged: other/name:v1\n$`)}},
 		{args: []string{"images"}, not: []string{"other/name"}},
 		{args: []string{"rmi", "-f", short}, want: []*regexp.Regexp{regexp.MustCompile(`^Untagged: bbase:latest\nUntagged: localhost:5000/b:2\nDeleted: ` + d.Id + `\n$`)}},
 		{args: []string{"images"}, want: []*regexp.Regexp{regexp.MustCompile(`^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE\n$`)}},
-		{args: []string{"prune"}, want: []*regexp.Regexp{regexp.MustCompile(`^Deleted 3 blobs and 0 other files\nTotal reclaimed space: 2\.13MB\n$`)}},
+		{args: []string{"prune"}, want: []*regexp.Regexp{regexp.MustCompile(`^Deleted 3 blobs and 0 other files\nTotal reclaimed space: ` + imageSize + `\n$`)}},
 		{args: []string{"prune"}, want: []*regexp.Regexp{regexp.MustCompile(`^Deleted 0 blobs and 0 other files\nTotal reclaimed space: 0B\n$`)}},
 		{args: []string{"fsck"}, want: []*regexp.Regexp{regexp.MustCompile(`^0 blobs, 0 image entries: no problems\n$`)}},
 	}
