@@ -76,6 +76,7 @@ func TestDockerLoadRun(t *testing.T) {
 	}
 	e2.ok("fsck")
 	t.Run("debootstrap", func(t *testing.T) {
+		requireRoot(t)
 		tree := debootstrapTree(t)
 		se := &env{t: t, Root: e.Root}
 		tarFile := filepath.Join(t.TempDir(), "rootfs.tar")
