@@ -27,20 +27,20 @@ var ErrPlainHTTP = errors.New("plain HTTP is only used for loopback registries a
 // (extra CAs, /etc/docker/certs.d/HOST), the plain-HTTP rule, Retry-After and
 // debug logging. Authentication and retries are layered on top.
 func (o *Options) newTransport() (http.RoundTripper, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
+	var extra [][]byte
 	for _, f := range o.TLSCA {
-		if err := addPEM(pool, f); err != nil {
+		b, err := readPEM(f)
+		if err != nil {
 			return nil, err
 		}
+		extra = append(extra, b)
 	}
 	certsDir := o.CertsDir
 	if certsDir == "" {
 		certsDir = DefaultCertsDir
 	}
-	var t http.RoundTripper = &hostTransport{o: o, pool: pool, certsDir: certsDir, byHost: map[string]*http.Transport{}, tlsErr: map[string]error{}}
+	var t http.RoundTripper = &hostTransport{o: o, extraCAs: extra, certsDir: certsDir,
+		byHost: map[string]*http.Transport{}, tlsErr: map[string]error{}}
 	t = &retryAfterTransport{inner: t, retries: o.retries()}
 	if o.Debugf != nil {
 		t = &logTransport{inner: t, debugf: o.Debugf}
@@ -48,23 +48,27 @@ func (o *Options) newTransport() (http.RoundTripper, error) {
 	return t, nil
 }
 
-func addPEM(pool *x509.CertPool, file string) error {
+// readPEM reads a file of PEM certificates, checking that it has one.
+func readPEM(file string) ([]byte, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return fmt.Errorf("reading CA certificates: %w", err)
+		return nil, fmt.Errorf("reading CA certificates: %w", err)
 	}
-	if !pool.AppendCertsFromPEM(b) {
-		return fmt.Errorf("reading CA certificates %s: no PEM certificate found", file)
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("reading CA certificates %s: no PEM certificate found", file)
 	}
-	return nil
+	return b, nil
 }
 
 // hostTransport keeps one http.Transport per registry host so that each gets
 // the certificates docker would give it.
 type hostTransport struct {
 	o        *Options
-	pool     *x509.CertPool
+	extraCAs [][]byte // PEM from --tls-ca
 	certsDir string
+
+	poolOnce sync.Once
+	pool     *x509.CertPool // system roots and extraCAs, loaded when needed
 
 	mu     sync.Mutex
 	byHost map[string]*http.Transport
@@ -141,7 +145,13 @@ func (h *hostTransport) transport(host string) (*http.Transport, error) {
 	if t := h.byHost[host]; t != nil {
 		return t, nil
 	}
-	cfg := &tls.Config{RootCAs: h.pool, MinVersion: tls.VersionTLS12}
+	// Without extra CAs RootCAs stays nil: crypto/tls then loads the system
+	// roots only when a certificate is verified, which keeps plain-HTTP
+	// loopback registries and re-pushes fast.
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(h.extraCAs) > 0 {
+		cfg.RootCAs = h.roots()
+	}
 	if h.o.insecure(host) {
 		cfg.InsecureSkipVerify = true // docker's meaning of an insecure registry
 	}
@@ -166,6 +176,21 @@ func (h *hostTransport) transport(host string) (*http.Transport, error) {
 	return t, nil
 }
 
+// roots is the system pool plus the --tls-ca certificates.
+func (h *hostTransport) roots() *x509.CertPool {
+	h.poolOnce.Do(func() {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		for _, b := range h.extraCAs {
+			pool.AppendCertsFromPEM(b)
+		}
+		h.pool = pool
+	})
+	return h.pool
+}
+
 // loadCertsDir adds certsDir/HOST/*.crt as CAs and client.cert/key pairs
 // (any NAME.cert with NAME.key) as client certificates, as docker does.
 func (h *hostTransport) loadCertsDir(cfg *tls.Config, host string) error {
@@ -179,12 +204,14 @@ func (h *hostTransport) loadCertsDir(cfg *tls.Config, host string) error {
 		p := filepath.Join(dir, e.Name())
 		switch {
 		case strings.HasSuffix(e.Name(), ".crt"):
-			if pool == nil {
-				pool = cfg.RootCAs.Clone()
-			}
-			if err := addPEM(pool, p); err != nil {
+			b, err := readPEM(p)
+			if err != nil {
 				return err
 			}
+			if pool == nil {
+				pool = h.roots().Clone()
+			}
+			pool.AppendCertsFromPEM(b)
 		case strings.HasSuffix(e.Name(), ".cert"):
 			key := strings.TrimSuffix(p, ".cert") + ".key"
 			c, err := tls.LoadX509KeyPair(p, key)

@@ -50,19 +50,31 @@ measure() {
 	echo "$label $secs $rss" | tee -a "$W/results"
 }
 
+# Each tool pushes to a registry of its own, fresh, and pulls from the same
+# source; which tool goes first alternates between runs so that neither
+# always meets the other's disk writeback.
 for run in $(seq "$RUNS"); do
-	start_registry "crane-$run"
-	measure crane-push "$CRANE" push "$W/layout" "$REG/bench/img:1"
-	rm -rf "$W/crane-pull"
-	measure crane-pull "$CRANE" pull --format oci "$REG/bench/img:1" "$W/crane-pull"
+	start_registry "src-$run"
+	SRC_REG=$REG
+	"$CRANE" push "$W/layout" "$SRC_REG/bench/img:1" >/dev/null 2>&1
 	export STRATA_ROOT=$W/root-$run
-	measure strata-pull "$W/strata" pull -q "$REG/bench/img:1"
-	# the image strata pulled from the first registry goes to a fresh one
-	SRC=$REG/bench/img:1
-	start_registry "strata-$run"
-	measure strata-push "$W/strata" push -q "$SRC" "$REG/bench/img:1"
-	measure strata-repush "$W/strata" push -q "$SRC" "$REG/bench/img:1"
-	measure crane-repush "$CRANE" push "$W/layout" "$REG/bench/img:1"
+	pull_crane() { rm -rf "$W/crane-pull"; measure crane-pull "$CRANE" pull --format oci "$SRC_REG/bench/img:1" "$W/crane-pull"; }
+	pull_strata() { measure strata-pull "$W/strata" pull -q "$SRC_REG/bench/img:1"; }
+	push_crane() {
+		start_registry "crane-$run"
+		measure crane-push "$CRANE" push "$W/layout" "$REG/bench/img:1"
+		measure crane-repush "$CRANE" push "$W/layout" "$REG/bench/img:1"
+	}
+	push_strata() { # the image strata pulled goes to a fresh registry
+		start_registry "strata-$run"
+		measure strata-push "$W/strata" push -q "$SRC_REG/bench/img:1" "$REG/bench/img:1"
+		measure strata-repush "$W/strata" push -q "$SRC_REG/bench/img:1" "$REG/bench/img:1"
+	}
+	if [ $((run % 2)) = 1 ]; then
+		pull_crane; pull_strata; push_crane; push_strata
+	else
+		pull_strata; pull_crane; push_strata; push_crane
+	fi
 	# a local image (uncompressed layers, as import or build make them):
 	# the first push compresses (once, cached), the next finds everything there
 	rm -rf "$W/local-$run" && cp -a "$W/local" "$W/local-$run"
@@ -70,7 +82,9 @@ for run in $(seq "$RUNS"); do
 	start_registry "local-$run"
 	measure strata-push-local-first "$W/strata" push -q bench-local "$REG/bench/local:1"
 	measure strata-repush-local "$W/strata" push -q bench-local "$REG/bench/local:1"
-	rm -rf "$W/crane-pull" "$W/root-$run" "$W/local-$run" "$W"/reg-*/data
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	PIDS=()
+	rm -rf "$W/crane-pull" "$W/root-$run" "$W/local-$run" "$W"/reg-*
 done
 
 echo
