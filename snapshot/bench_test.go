@@ -116,3 +116,45 @@ func BenchmarkCommit1GiB(b *testing.B) {
 		b.ReportMetric(float64(sslT)/float64(diffT), "diff-ratio-openssl")
 	}
 }
+
+// BenchmarkUnpack extracts a 256 MiB layer (~3,000 files) with Unpack and
+// with `tar -x` (GNU tar, as root: owners, modes, times) and reports both
+// times and the ratio (tar time / Unpack time).
+func BenchmarkUnpack(b *testing.B) {
+	requireRoot(b)
+	src := b.TempDir()
+	benchTree(b, src, 256<<20)
+	layer := filepath.Join(b.TempDir(), "layer.tar")
+	if out, err := exec.Command("tar", "-C", src, "-cf", layer, ".").CombinedOutput(); err != nil {
+		b.Fatalf("%v: %s", err, out)
+	}
+	ctx := context.Background()
+	work := b.TempDir()
+	b.SetBytes(256 << 20)
+	b.ResetTimer()
+	var unpackT, tarT time.Duration
+	for i := 0; i < b.N; i++ {
+		dst := filepath.Join(work, fmt.Sprint("u", i))
+		must2(b, os.Mkdir(dst, 0o755))
+		f, err := os.Open(layer)
+		must2(b, err)
+		t0 := time.Now()
+		must2(b, Unpack(ctx, f, dst, UnpackOptions{Devices: true}))
+		unpackT += time.Since(t0)
+		f.Close()
+		b.StopTimer()
+		tdst := filepath.Join(work, fmt.Sprint("t", i))
+		must2(b, os.Mkdir(tdst, 0o755))
+		t1 := time.Now()
+		if out, err := exec.Command("tar", "-C", tdst, "-xpf", layer).CombinedOutput(); err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+		tarT += time.Since(t1)
+		must2(b, os.RemoveAll(dst))
+		must2(b, os.RemoveAll(tdst))
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(unpackT.Milliseconds())/float64(b.N), "unpack-ms/op")
+	b.ReportMetric(float64(tarT.Milliseconds())/float64(b.N), "tar-x-ms/op")
+	b.ReportMetric(float64(tarT)/float64(unpackT), "speed-ratio")
+}

@@ -448,6 +448,11 @@ func (b *base) ensureDir(ctx context.Context, sub string, id v1.Hash, build func
 	if _, err := os.Stat(final); err == nil {
 		return filepath.Join(final, "fs"), nil
 	}
+	// Under the lock, temp directories of this chain are a dead process's.
+	stale, _ := filepath.Glob(filepath.Join(dir, ".tmp-"+id.Hex+"-*"))
+	for _, p := range stale {
+		removeTree(p)
+	}
 	tmp := filepath.Join(dir, ".tmp-"+id.Hex+"-"+randHex())
 	if err := os.MkdirAll(filepath.Join(tmp, "fs"), 0o755); err != nil {
 		return "", err

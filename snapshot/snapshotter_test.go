@@ -288,3 +288,34 @@ func TestMountAllBind(t *testing.T) {
 		t.Errorf("unknown type: %v", err)
 	}
 }
+
+// TestPrepareAfterCrash: a temp directory left by a process killed while
+// unpacking the same layer is removed by the next Prepare, which unpacks
+// the layer completely.
+func TestPrepareAfterCrash(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	s, err := store.Open(t.TempDir())
+	must(t, err)
+	sn, err := New(s, "native")
+	must(t, err)
+	layers := layersFromTars(t, confLowers(t)[:1])
+	ids, err := chainIDs(layers)
+	must(t, err)
+	stale := filepath.Join(s.Root(), "snapshots", "native", ".tmp-"+ids[0].Hex+"-dead")
+	must(t, os.MkdirAll(filepath.Join(stale, "fs/etc"), 0o755))
+	must(t, os.WriteFile(filepath.Join(stale, "fs/etc/conf"), []byte("half"), 0o644))
+	ms, err := sn.Prepare(ctx, "k", layers)
+	must(t, err)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temp directory still there: %v", err)
+	}
+	mnt, umount := mountForTest(t, ms)
+	b, err := os.ReadFile(filepath.Join(mnt, "etc/conf"))
+	umount()
+	must(t, err)
+	if string(b) != "a=1\n" {
+		t.Errorf("etc/conf = %q", b)
+	}
+	must(t, sn.Remove(ctx, "k"))
+}
