@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/strata-dev/strata/store"
 )
@@ -319,4 +321,75 @@ func TestSnapshotParallelRuns(t *testing.T) {
 		}
 	}
 	e.checkClean()
+}
+
+// TestSnapshotKilledUnpack SIGKILLs `strata run` at several moments while it
+// unpacks a big layer for the first time: the next run must see the
+// complete layer, and no temp directory or mount may stay.
+func TestSnapshotKilledUnpack(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	// busybox base plus 1,500 files of 64 KiB, as one layer
+	base, err := os.ReadFile(baseTar(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tr := tar.NewReader(bytes.NewReader(base))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw.WriteHeader(h)
+		io.Copy(tw, tr)
+	}
+	tw.WriteHeader(&tar.Header{Name: "big/", Typeflag: tar.TypeDir, Mode: 0o755})
+	body := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	const files = 1500
+	for i := 0; i < files; i++ {
+		tw.WriteHeader(&tar.Header{Name: "big/f" + snapItoa(i), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))})
+		tw.Write(body)
+	}
+	tw.Close()
+	p := filepath.Join(t.TempDir(), "big.tar")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("import", p, "big")
+	layers := filepath.Join(e.Root, "snapshots", "layers")
+	for _, delay := range []time.Duration{30 * time.Millisecond, 80 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond} {
+		os.RemoveAll(filepath.Join(e.Root, "snapshots"))
+		cmd := exec.Command(strataBin, "run", "--rm", "big", "true")
+		cmd.Env = append(os.Environ(), "STRATA_ROOT="+e.Root)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
+		werr := cmd.Wait()
+		var left []string
+		ents, _ := os.ReadDir(layers)
+		for _, ent := range ents {
+			left = append(left, ent.Name())
+		}
+		t.Logf("killed after %v (%v): snapshots/layers held %v", delay, werr, left)
+		out := e.ok("run", "--rm", "big", "sh", "-c", "ls /big | wc -l; cat /big/f"+snapItoa(files-1)+" | wc -c")
+		if want := snapItoa(files) + "\n" + snapItoa(len(body)) + "\n"; out != want {
+			t.Errorf("killed after %v: next run saw %q, want %q", delay, out, want)
+		}
+		ents, _ = os.ReadDir(layers)
+		for _, ent := range ents {
+			if strings.HasPrefix(ent.Name(), ".tmp-") {
+				t.Errorf("killed after %v: %s left", delay, ent.Name())
+			}
+		}
+		mounts, _ := os.ReadFile("/proc/mounts")
+		if strings.Contains(string(mounts), e.Root) {
+			t.Errorf("killed after %v: mount left:\n%s", delay, mounts)
+		}
+	}
 }
