@@ -103,7 +103,7 @@ func TestLoadHostile(t *testing.T) {
 		raw  []byte
 		want string
 	}{
-		{name: "dotdot name", want: "climbs out with ..",
+		{name: "dotdot name", want: "escapes the root",
 			ents: append(append([]tarEnt(nil), oci...), hostileReg(climb, "x"))},
 		{name: "absolute name", want: `absolute name "` + escapee + `"`,
 			ents: append([]tarEnt{hostileReg(escapee, "x")}, oci...)},
@@ -116,7 +116,7 @@ func TestLoadHostile(t *testing.T) {
 				}
 				return []tarEnt{en}
 			})},
-		{name: "hardlink out of the archive", want: "points outside the archive",
+		{name: "hardlink out of the archive", want: `hardlink target "../etc/shadow" escapes the root`,
 			ents: append(append([]tarEnt(nil), oci...), tarEnt{hdr: tar.Header{Name: "l", Typeflag: tar.TypeLink, Linkname: "../etc/shadow"}})},
 		{name: "device node", want: `unexpected entry "dev/sda" (type "4")`,
 			ents: append(append([]tarEnt(nil), oci...), tarEnt{hdr: tar.Header{Name: "dev/sda", Typeflag: tar.TypeBlock, Devmajor: 8, Mode: 0o600}})},

@@ -68,7 +68,11 @@ func (c *tarCheck) Read(p []byte) (int, error) {
 		if c.err != nil {
 			return 0, c.err
 		}
-		c.err = c.step()
+		if c.err = c.step(); c.err != nil && c.err != io.EOF {
+			// Withhold the piece that failed, so a consumer parsing the
+			// same stream meets this error, not its own view of it.
+			c.pending.Reset()
+		}
 	}
 	return c.pending.Read(p)
 }
