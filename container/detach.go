@@ -93,3 +93,17 @@ func ready(w io.WriteCloser, err error) {
 	}
 	w.Close()
 }
+
+// Logs opens the output of a container's detached runs (start without -a,
+// run -d): stdout and stderr as they came, oldest first.
+func (m *Manager) Logs(ref string) (*os.File, error) {
+	c, err := m.Get(ref)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(m.dir(c.ID), "container.log"))
+	if errors.Is(err, os.ErrNotExist) {
+		return os.Open(os.DevNull) // never started detached: no output kept
+	}
+	return f, err
+}

@@ -327,6 +327,9 @@ func TestContainerLifecycle(t *testing.T) {
 			t.Errorf("ps -a after stop: no %s in\n%s", want, ps)
 		}
 	}
+	if got := e.ok("logs", "st1"); got != "ready\n" {
+		t.Errorf("logs st1 = %q", got)
+	}
 	e.ok("stop", "st1") // not running: nothing to do
 	e.ok("rm", "st1", "st2")
 	e.checkClean()
