@@ -31,6 +31,7 @@ type builder struct {
 	s      *store.Store
 	df     *Dockerfile
 	dfData []byte
+	dfName string
 	lex    *shell.Lex
 	meta   []instructions.KeyValuePairOptional
 	plat   Platform
@@ -49,6 +50,7 @@ type builder struct {
 	pins     []v1.Hash // layers this build added to the cache
 	tmpDirs  []string
 	sem      chan struct{}
+	bg       sync.WaitGroup
 	snap     snapshot.Snapshotter
 }
 
@@ -104,7 +106,17 @@ func (b *builder) pinCache() error {
 	return b.s.Pin("buildcache/"+k.Sum()[:32], b.pins)
 }
 
+// background runs f concurrently; Build waits for it before returning.
+func (b *builder) background(f func()) {
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		f()
+	}()
+}
+
 func (b *builder) cleanup() {
+	b.bg.Wait()
 	for _, d := range b.tmpDirs {
 		os.RemoveAll(d)
 	}
@@ -202,11 +214,16 @@ func (b *builder) run(ctx context.Context) (*Result, error) {
 	return b.finish(ctx, target)
 }
 
+// dockerfileName is the Dockerfile as the user named it (for messages).
 func (b *builder) dockerfileName() string {
-	if b.opts.Dockerfile == "" || b.opts.Dockerfile == "-" {
-		return "Dockerfile"
+	if b.dfName != "" {
+		return b.dfName
 	}
-	return b.opts.Dockerfile
+	b.dfName = b.opts.Dockerfile
+	if b.dfName == "" || b.dfName == "-" {
+		b.dfName = "Dockerfile"
+	}
+	return b.dfName
 }
 
 // loadDefinition reads the Dockerfile (and, for a context on stdin, the
@@ -237,6 +254,9 @@ func (b *builder) loadDefinition() ([]byte, error) {
 		}
 		if b.opts.Dockerfile == "" {
 			b.opts.Dockerfile = filepath.Join(dir, "Dockerfile")
+		} else if !filepath.IsAbs(b.opts.Dockerfile) {
+			// -f names a file inside a context read from stdin (docker's rule)
+			b.opts.Dockerfile = filepath.Join(dir, b.opts.Dockerfile)
 		}
 	}
 	abs, err := filepath.Abs(b.opts.ContextDir)

@@ -245,7 +245,13 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 	if err != nil {
 		return nil, err
 	}
-	defer sn.Remove(context.WithoutCancel(ctx), key)
+	// Deleting the snapshot (its files) is off the critical path: the
+	// next steps go on while it runs; Build waits for it before returning.
+	defer b.background(func() {
+		if err := sn.Remove(context.WithoutCancel(ctx), key); err != nil {
+			b.prog.warn("removing snapshot " + key + ": " + err.Error())
+		}
+	})
 	spec.Rootfs = ms
 	code, err := rootfs.Run(ctx, spec)
 	if err != nil {

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path"
 	"sort"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,16 +42,16 @@ type stage struct {
 	cmdIndex  int
 
 	// state after the last instruction
-	img      dockerspec.DockerOCIImage
-	layers   []v1.Layer
-	key      string // cache key of the filesystem (parent of the next step)
-	env      *kvEnv // what RUN sees and words expand with: config Env + ARGs
-	args     []instructions.KeyValuePairOptional
-	newHist  int // history entries before this build's first new one
-	view     *fsView
-	viewMu   sync.Mutex
-	noCache  bool
-	hasShell bool
+	img     dockerspec.DockerOCIImage
+	layers  []v1.Layer
+	key     string // cache key of the filesystem (parent of the next step)
+	env     *kvEnv // what RUN sees and words expand with: config Env + ARGs
+	args    []instructions.KeyValuePairOptional
+	newHist int // history entries before this build's first new one
+	view    *fsView
+	viewMu  sync.Mutex
+	noCache bool
+	cmdSet  bool // CMD given in this stage (ENTRYPOINT then keeps it)
 }
 
 // closure is the set of stages st needs, itself included.
@@ -154,6 +154,10 @@ func (st *stage) init(ctx context.Context) error {
 			k, v, _ := strings.Cut(e, "=")
 			st.env.Set(k, v)
 		}
+	}
+	// ONBUILD triggers of the base (an image or, as in BuildKit, a stage)
+	// run first and are not inherited.
+	{
 		triggers := st.img.Config.OnBuild
 		st.img.Config.OnBuild = nil
 		for _, t := range triggers {
@@ -375,6 +379,7 @@ func (st *stage) dispatch(ctx context.Context, cmd instructions.Command) error {
 			args = st.withShell(args)
 		}
 		cfg.Cmd = args
+		st.cmdSet = true
 		cfg.ArgsEscaped = true //nolint:staticcheck // docker compatibility, as BuildKit sets it
 		st.history(fmt.Sprintf("CMD %q", args), false, st.b.epoch)
 	case *instructions.EntrypointCommand:
@@ -431,18 +436,7 @@ func mapKeys(keys []string) []string {
 
 // hasCmd reports whether this stage (not its base image) set CMD before the
 // current instruction: ENTRYPOINT resets an inherited CMD only.
-func (st *stage) hasCmd() bool {
-	for _, c := range st.ins.Commands {
-		if _, ok := c.(*instructions.CmdCommand); ok {
-			for _, h := range st.img.History[st.newHist:] {
-				if strings.HasPrefix(h.CreatedBy, "CMD ") {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
+func (st *stage) hasCmd() bool { return st.cmdSet }
 
 func (st *stage) withShell(args []string) []string {
 	sh := st.img.Config.Shell
@@ -617,6 +611,10 @@ func (b *builder) cacheLookup(key string) (v1.Layer, time.Time, bool) {
 	l, err := b.s.Layer(h)
 	if err != nil {
 		return nil, time.Time{}, false
+	}
+	if now := time.Now(); now.Sub(e.Used) > time.Hour && now.Sub(e.Created) > time.Hour {
+		e.Used = now.UTC() // for prune's least-recently-used order; coarse on purpose
+		_ = b.idx.Put(key, e)
 	}
 	return l, e.Created, true
 }

@@ -386,12 +386,13 @@ ENTRYPOINT ["/bin/cat"]
 		t.Errorf("build-arg value in the config: %s", raw)
 	}
 
-	// ENTRYPOINT in a child stage resets the inherited CMD; ONBUILD does
-	// not fire for a stage built FROM a stage, only FROM an image.
-	_, cfg2 := bldBuild(t, e, ctx, "cfg2")
-	if !reflect.DeepEqual(cfg2.Config.Entrypoint, []string{"/bin/cat"}) || cfg2.Config.Cmd != nil {
-		t.Errorf("second: Entrypoint %q Cmd %q, want [/bin/cat] and no Cmd", cfg2.Config.Entrypoint, cfg2.Config.Cmd)
+	// ENTRYPOINT in a child stage resets the inherited CMD; as in BuildKit,
+	// ONBUILD fires for a stage built FROM a stage too, and is not inherited.
+	tree2, cfg2 := bldBuild(t, e, ctx, "cfg2")
+	if !reflect.DeepEqual(cfg2.Config.Entrypoint, []string{"/bin/cat"}) || cfg2.Config.Cmd != nil || cfg2.Config.OnBuild != nil {
+		t.Errorf("second: Entrypoint %q Cmd %q OnBuild %q, want [/bin/cat], no Cmd, no OnBuild", cfg2.Config.Entrypoint, cfg2.Config.Cmd, cfg2.Config.OnBuild)
 	}
+	bldCheckTree(t, tree2, []bldFile{{Path: "/tmp/onbuild", Type: tar.TypeReg, Mode: 0o644, UID: 1000, GID: 1000, Content: "triggered\n"}})
 	child := bldContext(t, map[string]string{"Dockerfile": "FROM cfg1\n"})
 	tree, cfg3 := bldBuild(t, e, child, "cfg3")
 	bldCheckTree(t, tree, []bldFile{
