@@ -269,12 +269,22 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 // is written to a temp file beside it and renamed on Commit.
 type AtomicFile struct {
 	*os.File
-	path string
-	done bool
+	path   string
+	done   bool
+	direct bool // path itself is written (not a regular file)
 }
 
-// CreateAtomic starts writing path.
+// CreateAtomic starts writing path. A path that exists and is neither a
+// regular file nor a directory (/dev/null, a FIFO, /dev/stdout) is written
+// in place: a rename over it would replace the device with a plain file.
 func CreateAtomic(path string) (*AtomicFile, error) {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("creating %s: %w", path, err)
+		}
+		return &AtomicFile{File: f, path: path, direct: true}, nil
+	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -296,6 +306,12 @@ func (a *AtomicFile) Commit() error {
 		return fmt.Errorf("%s: already closed", a.path)
 	}
 	a.done = true
+	if a.direct {
+		if err := a.File.Close(); err != nil {
+			return fmt.Errorf("writing %s: %w", a.path, err)
+		}
+		return nil
+	}
 	err := a.Chmod(0o644)
 	if err == nil {
 		err = a.Sync()
@@ -320,5 +336,7 @@ func (a *AtomicFile) Abort() {
 	}
 	a.done = true
 	a.File.Close()
-	os.Remove(a.Name())
+	if !a.direct {
+		os.Remove(a.Name())
+	}
 }
