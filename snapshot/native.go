@@ -133,6 +133,14 @@ func (n *native) Commit(ctx context.Context, key string) (v1.Layer, error) {
 	return commit(ctx, n.s, key, n.Diff)
 }
 
+func (n *native) CommitRemove(ctx context.Context, key string) (v1.Layer, error) {
+	l, err := n.Commit(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return l, n.Remove(ctx, key)
+}
+
 func (n *native) Changes(ctx context.Context, key string) ([]Change, error) {
 	t, lv, err := n.tree(ctx, key)
 	if err != nil {

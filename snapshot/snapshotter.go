@@ -41,6 +41,12 @@ type Snapshotter interface {
 	// Commit stores Diff in the store, hashing it while it is written, and
 	// returns the layer (digest == diffID). The snapshot stays active.
 	Commit(ctx context.Context, key string) (v1.Layer, error)
+	// CommitRemove is Commit then Remove. Where it can (overlay), the
+	// snapshot's upper directory becomes the unpacked form of the new layer
+	// (made exactly what extracting the layer would give: times truncated
+	// or clamped, mountpoints and overlay bookkeeping dropped), so that a
+	// snapshot over it needs no second extraction (builds: one per RUN).
+	CommitRemove(ctx context.Context, key string) (v1.Layer, error)
 	// Changes lists what the active snapshot changed, sorted by path, like
 	// `docker diff`.
 	Changes(ctx context.Context, key string) ([]Change, error)
@@ -188,6 +194,31 @@ type meta struct {
 	Kind string `json:"kind"`
 	// Lowers are the lower directories, top first.
 	Lowers []string `json:"lowers"`
+	// Chain is the chain ID of the parent layers ("" without parents).
+	Chain string `json:"chain,omitempty"`
+}
+
+// topChain is the chain ID of the whole stack, "" for no layers.
+func topChain(layers []v1.Layer) (string, error) {
+	ids, err := chainIDs(layers)
+	if err != nil || len(ids) == 0 {
+		return "", err
+	}
+	return ids[len(ids)-1].String(), nil
+}
+
+// childChain is the chain ID of diffID on top of the chain parent ("" for
+// none).
+func childChain(parent string, diffID v1.Hash) (v1.Hash, error) {
+	if parent == "" {
+		return diffID, nil
+	}
+	p, err := v1.NewHash(parent)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	sum := sha256.Sum256([]byte(p.String() + " " + diffID.String()))
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}, nil
 }
 
 var keyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"strings"
@@ -318,4 +319,95 @@ func TestPrepareAfterCrash(t *testing.T) {
 		t.Errorf("etc/conf = %q", b)
 	}
 	must(t, sn.Remove(ctx, "k"))
+}
+
+// TestCommitRemove: the layer CommitRemove keeps (overlay: the upper
+// directory, promoted) gives exactly the tree, times included, that
+// extracting the committed layer gives.
+func TestCommitRemove(t *testing.T) {
+	ks := kinds(t)
+	ctx := context.Background()
+	for _, kind := range ks {
+		for _, epoch := range []bool{false, true} {
+			t.Run(fmt.Sprint(kind, "/epoch=", epoch), func(t *testing.T) {
+				var opts []Option
+				if epoch {
+					opts = append(opts, WithSourceDateEpoch(confEpoch))
+				}
+				s, err := store.Open(t.TempDir())
+				must(t, err)
+				sn, err := New(s, kind, opts...)
+				must(t, err)
+				lowers := layersFromTars(t, confLowers(t))
+				ms, err := sn.Prepare(ctx, "c", lowers)
+				must(t, err)
+				mnt, umount := mountForTest(t, ms)
+				mixedChanges(t, mnt)
+				umount()
+				l, err := sn.CommitRemove(ctx, "c")
+				must(t, err)
+				if keys, _ := sn.List(ctx); len(keys) != 0 {
+					t.Fatalf("keys left: %v", keys)
+				}
+				all := append(append([]v1.Layer{}, lowers...), l)
+				if kind == "overlay" {
+					ids, _ := chainIDs(all)
+					if _, err := os.Stat(filepath.Join(s.Root(), "snapshots", "layers", ids[len(ids)-1].Hex, "fs")); err != nil {
+						t.Fatalf("upper directory not kept as the layer: %v", err)
+					}
+				}
+				ms, err = sn.Prepare(ctx, "next", all)
+				must(t, err)
+				mnt, umount = mountForTest(t, ms)
+				got := dumpTree(t, mnt, "", true)
+				umount()
+				must(t, sn.Remove(ctx, "next"))
+
+				// the same layers extracted in a fresh store
+				s2, err := store.Open(t.TempDir())
+				must(t, err)
+				sn2, err := New(s2, kind)
+				must(t, err)
+				ms, err = sn2.Prepare(ctx, "ref", all)
+				must(t, err)
+				mnt, umount = mountForTest(t, ms)
+				want := dumpTree(t, mnt, "", true)
+				umount()
+				if d := diffLines(want, got); d != "" {
+					t.Fatalf("kept layer differs from the extracted one:\n%s", d)
+				}
+				if len(want) < 20 {
+					t.Fatalf("suspiciously small tree: %v", want)
+				}
+			})
+		}
+	}
+}
+
+// mixedChanges makes one of each kind of change on the conformance lowers.
+func mixedChanges(t *testing.T, root string) {
+	p := func(rel string) string { return filepath.Join(root, rel) }
+	must(t, os.WriteFile(p("new.txt"), []byte("new"), 0o644))
+	must(t, os.MkdirAll(p("a/b/c"), 0o755))
+	must(t, os.WriteFile(p("a/b/c/f"), []byte("deep"), 0o600))
+	f, err := os.OpenFile(p("etc/conf"), os.O_APPEND|os.O_WRONLY, 0)
+	must(t, err)
+	f.WriteString("b=2\n")
+	must(t, f.Close())
+	must(t, os.Remove(p("etc/old")))
+	must(t, os.RemoveAll(p("usr/share/doc")))
+	must(t, os.RemoveAll(p("var/lib")))
+	must(t, os.Mkdir(p("var/lib"), 0o750))
+	must(t, os.WriteFile(p("var/lib/new"), []byte("n"), 0o644))
+	must(t, os.Remove(p("bin")))
+	must(t, os.Mkdir(p("bin"), 0o755))
+	must(t, os.WriteFile(p("h1"), []byte("hard"), 0o640))
+	must(t, os.Link(p("h1"), p("h2")))
+	must(t, os.Symlink("/etc/conf", p("s")))
+	must(t, unix.Lsetxattr(p("new.txt"), "user.note", []byte("hi"), 0))
+	must(t, os.Chmod(p("opt"), 0o777|os.ModeSticky))
+	must(t, os.Chown(p("lone/only"), 1000, 1001))
+	must(t, unix.Mkfifo(p("fifo"), 0o644))
+	must(t, os.WriteFile(p("etc/hosts"), nil, 0o644))
+	must(t, os.Mkdir(p("proc"), 0o555))
 }
