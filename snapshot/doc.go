@@ -21,6 +21,10 @@
 //   - Diff, Changes and Commit must only be called while nothing is writing to
 //     the snapshot (the container has exited); they read the upperdir (overlay)
 //     or the container directory (native) directly and need no mount.
+//   - CommitRemove (builds) commits and removes in one step; the overlay
+//     snapshotter then keeps the upper directory as the new layer's unpacked
+//     form instead of extracting the layer again for the next step. Call it
+//     only once nothing can write to the snapshot any more.
 //   - Remove deletes the snapshot's directories. Calling it for an unknown key
 //     is not an error (idempotent). It fails if something is still mounted on
 //     the snapshot's directories.
