@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/pgzip"
 	"github.com/strata-dev/strata/store"
 	"golang.org/x/sys/unix"
 )
@@ -544,13 +546,64 @@ func flock(p string, how int) (func(), error) {
 }
 
 // unpackLayer extracts a layer's uncompressed tar into dir.
+// gzip is decompressed with pgzip (read-ahead and CRC on other cores); the
+// uncompressed stream is hashed while it is extracted and must match the
+// layer's diffID, so a layer directory never holds content other than what
+// its chain ID names.
 func unpackLayer(ctx context.Context, l v1.Layer, dir string, opts UnpackOptions) error {
-	rc, err := l.Uncompressed()
+	want, err := l.DiffID()
+	if err != nil {
+		return err
+	}
+	rc, err := uncompressed(l)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	return Unpack(ctx, rc, dir, opts)
+	h := sha256.New()
+	tee := io.TeeReader(rc, h)
+	if err := Unpack(ctx, tee, dir, opts); err != nil {
+		return err
+	}
+	// the tar may end before the stream (padding to a record size)
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return fmt.Errorf("reading layer %s: %w", want, err)
+	}
+	got := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+	if want.Algorithm == "sha256" && got != want {
+		return fmt.Errorf("layer %s: content has diffID %s: %w", want, got, store.ErrDigestMismatch)
+	}
+	return nil
+}
+
+// uncompressed opens l's uncompressed tar stream.
+func uncompressed(l v1.Layer) (io.ReadCloser, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return l.Uncompressed()
+	}
+	br := bufio.NewReaderSize(rc, 64<<10)
+	magic, _ := br.Peek(2)
+	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := pgzip.NewReader(br)
+		if err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("%w: gzip: %v", ErrCorrupt, err)
+		}
+		return &gzipReadCloser{zr, rc}, nil
+	}
+	rc.Close()
+	return l.Uncompressed()
+}
+
+type gzipReadCloser struct {
+	*pgzip.Reader
+	c io.Closer
+}
+
+func (g *gzipReadCloser) Close() error {
+	g.Reader.Close()
+	return g.c.Close()
 }
 
 // ApplyLayers extracts layers (bottom first) into dir, applying whiteouts:

@@ -1,10 +1,12 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"golang.org/x/sys/unix"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/strata-dev/strata/store"
 )
 
@@ -410,4 +413,66 @@ func mixedChanges(t *testing.T, root string) {
 	must(t, unix.Mkfifo(p("fifo"), 0o644))
 	must(t, os.WriteFile(p("etc/hosts"), nil, 0o644))
 	must(t, os.Mkdir(p("proc"), 0o555))
+}
+
+// lyingLayer serves content under another layer's diffID.
+type lyingLayer struct {
+	v1.Layer
+	diffID v1.Hash
+}
+
+func (l lyingLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
+
+func TestPrepareVerifiesDiffID(t *testing.T) {
+	ks := kinds(t)
+	ctx := context.Background()
+	tars := confLowers(t)
+	good := layersFromTars(t, tars)
+	for _, kind := range ks {
+		t.Run(kind, func(t *testing.T) {
+			s, err := store.Open(t.TempDir())
+			must(t, err)
+			sn, err := New(s, kind)
+			must(t, err)
+			d, _ := good[0].DiffID()
+			liar := lyingLayer{good[1], d}
+			_, err = sn.Prepare(ctx, "k", []v1.Layer{liar})
+			if !errors.Is(err, store.ErrDigestMismatch) {
+				t.Fatalf("Prepare of a layer whose content does not match its diffID: %v", err)
+			}
+			for _, sub := range []string{"layers", "native"} {
+				ents, _ := os.ReadDir(filepath.Join(s.Root(), "snapshots", sub))
+				for _, e := range ents {
+					if e.IsDir() {
+						t.Errorf("%s/%s left", sub, e.Name())
+					}
+				}
+			}
+			// gzip-compressed layers (as pulled) unpack through pgzip
+			var gz []v1.Layer
+			for _, b := range tars {
+				l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, tarball.WithCompressedCaching)
+				must(t, err)
+				mt, _ := l.MediaType()
+				rc, _ := l.Compressed()
+				magic := make([]byte, 2)
+				io.ReadFull(rc, magic)
+				rc.Close()
+				if magic[0] != 0x1f || magic[1] != 0x8b {
+					t.Fatalf("test layer is not gzip (%s)", mt)
+				}
+				gz = append(gz, l)
+			}
+			ms, err := sn.Prepare(ctx, "gz", gz)
+			must(t, err)
+			mnt, umount := mountForTest(t, ms)
+			b, err := os.ReadFile(filepath.Join(mnt, "etc/added"))
+			umount()
+			must(t, err)
+			if string(b) != "2" {
+				t.Fatalf("etc/added = %q", b)
+			}
+			must(t, sn.Remove(ctx, "gz"))
+		})
+	}
 }
