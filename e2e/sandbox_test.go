@@ -181,6 +181,7 @@ func TestSandboxIsolation(t *testing.T) {
 		{"dev", `ls -l /dev | awk 'NR>1 {print $1, $NF}'; grep ' /dev/pts ' /proc/self/mountinfo | grep -c ptmxmode=666`,
 			"lrwxrwxrwx /proc/self/fd\ncrw-rw-rw- full\ndrwxrwxrwt mqueue\ncrw-rw-rw- null\nlrwxrwxrwx pts/ptmx\ndrwxr-xr-x pts\ncrw-rw-rw- random\ndrwxrwxrwt shm\nlrwxrwxrwx /proc/self/fd/2\nlrwxrwxrwx /proc/self/fd/0\nlrwxrwxrwx /proc/self/fd/1\ncrw-rw-rw- tty\ncrw-rw-rw- urandom\ncrw-rw-rw- zero\n1\n", nil},
 		{"env", `env | sort`, "HOME=/root\nHOSTNAME=h\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nPWD=/\nSHLVL=1\n", []string{"-hostname", "h"}},
+		{"seccomp", `grep ^Seccomp: /proc/self/status; unshare -U true 2>/dev/null || echo no userns`, "Seccomp:\t2\nno userns\n", nil},
 		{"init unreachable", `for f in exe cwd root; do readlink /proc/1/$f >/dev/null 2>&1 && echo $f readable; done; (echo 1 x > /proc/1/fd/4) 2>/dev/null && echo status writable; cat /proc/1/environ 2>/dev/null; echo done`, "done\n", nil},
 		{"etc files", `cat /etc/hosts | head -1; echo 'nameserver 9.9.9.9' > /etc/resolv.conf && cat /etc/resolv.conf`, "127.0.0.1\tlocalhost\nnameserver 9.9.9.9\n", nil},
 	}

@@ -132,6 +132,9 @@ func initMain() (int, error) {
 	if err := dropCaps(DefaultCaps); err != nil {
 		return ExitSetup, fmt.Errorf("sandbox: %w", err)
 	}
+	if err := installSeccomp(); err != nil {
+		return ExitSetup, fmt.Errorf("sandbox: %w", err)
+	}
 	tr("caps dropped")
 	unix.Umask(0o022)
 	<-sigsReady
