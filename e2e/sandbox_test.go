@@ -413,7 +413,7 @@ echo "zombies=[$z]"`)
 	if got != "started\n" || time.Since(start) > 30*time.Second {
 		t.Errorf("got %q after %v", got, time.Since(start))
 	}
-	for _, p := range sleepers(t) {
+	for _, p := range sbSleepers() {
 		t.Errorf("orphan sleep 1000 survived its sandbox: pid %s", p)
 	}
 }
@@ -433,9 +433,9 @@ func TestSandboxKilled(t *testing.T) {
 	cmd.Process.Kill()
 	cmd.Wait()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(sleepers(t)) > 0 {
+	for len(sbSleepers()) > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("sandbox processes survived SIGKILL of their caller: %v", sleepers(t))
+			t.Fatalf("sandbox processes survived SIGKILL of their caller: %v", sbSleepers())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -572,7 +572,7 @@ func TestSandboxTTY(t *testing.T) {
 // foreground process group of its terminal (fields pgrp and tpgid of
 // /proc/PID/stat).
 func foregroundSleeper(t *testing.T) bool {
-	for _, pid := range sleepers(t) {
+	for _, pid := range sbSleepers() {
 		b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
 		if err != nil {
 			continue
@@ -647,4 +647,18 @@ func TestSandboxHostileImage(t *testing.T) {
 		t.Errorf("/host-hosts created on the host")
 	}
 	checkHost(t, before)
+}
+
+// sbSleepers lists the host processes running "sleep 1000" (the tests'
+// long-running container processes).
+func sbSleepers() []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err == nil && string(b) == "sleep\x001000\x00" {
+			out = append(out, ent.Name())
+		}
+	}
+	return out
 }
