@@ -31,6 +31,10 @@ type node struct {
 	children []*node
 }
 
+// socket reports a unix socket: a layer cannot carry one, and like docker
+// diffs leave them out (a daemon's leftover socket must not fail a commit).
+func (n *node) socket() bool { return n.st.Mode&unix.S_IFMT == unix.S_IFSOCK }
+
 func (n *node) isDir() bool { return !n.whiteout && n.st.Mode&unix.S_IFMT == unix.S_IFDIR }
 
 // tarName is the name of n's entry inside its directory.
@@ -112,6 +116,9 @@ func walkUpper(ctx context.Context, dir *node) error {
 		c, err := lstatNode(filepath.Join(dir.abs, name), path.Join(dir.rel, name), name)
 		if err != nil {
 			return err
+		}
+		if c.socket() {
+			continue
 		}
 		switch {
 		case isOverlayWhiteout(&c.st):

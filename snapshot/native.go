@@ -172,6 +172,9 @@ func compareDir(ctx context.Context, dir *node, lower string) (bool, error) {
 		if err != nil {
 			return false, err
 		}
+		if c.socket() {
+			continue
+		}
 		lp := filepath.Join(lower, name)
 		var lst unix.Stat_t
 		lerr := unix.Lstat(lp, &lst)
@@ -237,6 +240,9 @@ func addAll(ctx context.Context, n *node) error {
 		c, err := lstatNode(filepath.Join(n.abs, name), path.Join(n.rel, name), name)
 		if err != nil {
 			return err
+		}
+		if c.socket() {
+			continue
 		}
 		if err := addAll(ctx, c); err != nil {
 			return err
