@@ -170,7 +170,13 @@ func OverlaySupported(dir string) error {
 	if probe.res == nil {
 		probe.res = map[string]error{}
 	}
-	err := overlayWorks(dir)
+	var err error
+	if strings.ContainsAny(dir, ":,") {
+		// overlay's mount options separate layers with ':' and options with ','
+		err = fmt.Errorf("path %q holds ':' or ','", dir)
+	} else {
+		err = overlayWorks(dir)
+	}
 	probe.res[dir] = err
 	return err
 }
