@@ -49,8 +49,9 @@ type Container struct {
 	// mounts are the snapshot's mounts when this process prepared it.
 	mounts []rootfs.Mount
 
-	// Transient marks a container made by Run: if its strata dies, nobody
-	// else will ever start it, so it is reaped once its lock is free.
+	// Transient marks a container Run made and has not finished with. With
+	// --rm it is reaped once its lock is free (its strata died); without,
+	// Run clears it when the process ends.
 	Transient bool `json:"transient,omitempty"`
 
 	State State `json:"state"`
