@@ -171,9 +171,10 @@ func OverlaySupported(dir string) error {
 		probe.res = map[string]error{}
 	}
 	var err error
-	if strings.ContainsAny(dir, ":,") {
-		// overlay's mount options separate layers with ':' and options with ','
-		err = fmt.Errorf("path %q holds ':' or ','", dir)
+	if strings.Contains(dir, ":") {
+		// Mount options separate overlay layers with ':'. (A ',' only
+		// matters to the classic mount(2) fallback, whose probe fails then.)
+		err = fmt.Errorf("path %q holds a ':'", dir)
 	} else {
 		err = overlayWorks(dir)
 	}
