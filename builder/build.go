@@ -52,6 +52,8 @@ type builder struct {
 	sem      chan struct{}
 	bg       sync.WaitGroup
 	snap     snapshot.Snapshotter
+	remote   []*remoteSource // --cache-from
+	steps    []stepRecord    // layer steps, for --cache-to
 }
 
 type loadedImage struct {
@@ -188,6 +190,7 @@ func (b *builder) run(ctx context.Context) (*Result, error) {
 	if err := b.loadContext(); err != nil {
 		return nil, err
 	}
+	b.importCaches(ctx)
 	jobs := b.opts.Jobs
 	if jobs <= 0 {
 		jobs = 2

@@ -46,8 +46,9 @@ func ociLayerType(mt types.MediaType) types.MediaType {
 	return mt
 }
 
-// assemble makes the image of a finished stage.
-func assemble(img *dockerspec.DockerOCIImage, layers []v1.Layer) (v1.Image, error) {
+// assemble makes the image of a finished stage; extra adds top-level
+// fields to the config (the remote cache's entries).
+func assemble(img *dockerspec.DockerOCIImage, layers []v1.Layer, extra map[string]any) (v1.Image, error) {
 	img.RootFS.Type = "layers"
 	img.RootFS.DiffIDs = nil
 	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest}
@@ -84,6 +85,18 @@ func assemble(img *dockerspec.DockerOCIImage, layers []v1.Layer) (v1.Image, erro
 	cfg, err := json.Marshal(img)
 	if err != nil {
 		return nil, err
+	}
+	if len(extra) > 0 {
+		var m map[string]any
+		if err := json.Unmarshal(cfg, &m); err != nil {
+			return nil, err
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		if cfg, err = json.Marshal(m); err != nil {
+			return nil, err
+		}
 	}
 	ch, _, err := v1.SHA256(bytes.NewReader(cfg))
 	if err != nil {

@@ -38,6 +38,8 @@ type Options struct {
 	IIDFile       string
 	Push          bool
 	Jobs          int // stages built at once; 0 means 2
+	CacheTo       []CacheSpec
+	CacheFrom     []CacheSpec
 
 	// Progress receives the build log in the given mode: "plain", "tty",
 	// "json" or "auto" (tty when Progress is a terminal), or "quiet".

@@ -38,7 +38,7 @@ func (b *builder) finish(ctx context.Context, target *stage) (*Result, error) {
 	if b.epoch != nil {
 		img.Created = b.epoch
 	}
-	out, err := assemble(&img, target.layers)
+	out, err := assemble(&img, target.layers, nil)
 	if err != nil {
 		return nil, fmt.Errorf("assembling the image: %w", err)
 	}
@@ -76,6 +76,9 @@ func (b *builder) finish(ctx context.Context, target *stage) (*Result, error) {
 		}
 	}
 	v.done()
+	if err := b.exportCaches(ctx, target); err != nil {
+		return nil, err
+	}
 	push := b.opts.Push
 	for _, o := range b.opts.Outputs {
 		push = push || o.Type == "registry"

@@ -555,8 +555,15 @@ func (st *stage) fsView() (*fsView, error) {
 func (st *stage) layerStep(ctx context.Context, name, key, createdBy string, produce func(v *vertex) (v1.Layer, error)) error {
 	b := st.b
 	v := b.prog.vertex(name)
+	b.mu.Lock()
+	b.steps = append(b.steps, stepRecord{st: st, key: key})
+	b.mu.Unlock()
 	if !st.noCache {
-		if l, created, ok := b.cacheLookup(key); ok {
+		l, created, ok := b.cacheLookup(key)
+		if !ok && len(b.remote) > 0 {
+			l, created, ok = b.remoteLookup(ctx, key)
+		}
+		if ok {
 			v.cached()
 			st.layers = append(st.layers, l)
 			st.key = key

@@ -170,3 +170,37 @@ func TestBuildReproducible(t *testing.T) {
 		t.Errorf("SOURCE_DATE_EPOCH builds in fresh roots differ: %q", ids)
 	}
 }
+
+// Two fresh roots: the second uses the first's exported cache, runs no
+// step, and produces the same image.
+func TestBuildRemoteCache(t *testing.T) {
+	requireRoot(t)
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000") // the same bbase in both roots
+	reg := startRegistry(t, regAnonymous)
+	ctx := bldContext(t, map[string]string{"Dockerfile": "FROM bbase AS a\nRUN echo a > /a\nFROM bbase\nCOPY f /f\nRUN cat /f > /g\nCOPY --from=a /a /a\n", "f": "F"})
+	dir := filepath.Join(t.TempDir(), "cache")
+	for _, c := range []struct{ to, from string }{
+		{"type=local,dest=" + dir + ",mode=max", "type=local,src=" + dir},
+		{"type=registry,ref=" + reg.Host + "/cache/app:buildcache,mode=max", "type=registry,ref=" + reg.Host + "/cache/app:buildcache"},
+	} {
+		e1, e2 := withBase(t), withBase(t)
+		iid1, iid2 := filepath.Join(t.TempDir(), "1"), filepath.Join(t.TempDir(), "2")
+		e1.ok("build", "-q", "--iidfile", iid1, "--cache-to", c.to, ctx)
+		steps := bldSteps(t, e2, "--iidfile", iid2, "--cache-from", c.from, ctx)
+		if len(steps) != 4 {
+			t.Errorf("steps: %q", steps)
+		}
+		for _, s := range steps {
+			if !strings.HasPrefix(s, "C ") {
+				t.Errorf("%s: step ran in the second root: %q", c.from, s)
+			}
+		}
+		a, _ := os.ReadFile(iid1)
+		b, _ := os.ReadFile(iid2)
+		if string(a) != string(b) || len(a) == 0 {
+			t.Errorf("%s: image IDs differ: %s vs %s", c.from, a, b)
+		}
+		tree, _ := bldBuild(t, e2, ctx, "remote")
+		bldCheckTree(t, tree, []bldFile{reg0("/g", "F"), reg0("/a", "a\n")})
+	}
+}

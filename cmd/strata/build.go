@@ -21,6 +21,7 @@ func init() {
 			iidfile                      string
 			tags, buildArgs, labels      []string
 			secrets, outputs, noCacheFor []string
+			cacheTo, cacheFrom           []string
 			noCache, pull, push, quiet   bool
 			jobs                         int
 		)
@@ -66,6 +67,20 @@ are taken from the build cache (CACHED). Progress goes to stderr.`,
 						return err
 					}
 					o.Secrets = append(o.Secrets, sec)
+				}
+				for _, cv := range cacheTo {
+					c, err := builder.ParseCacheSpec(cv)
+					if err != nil {
+						return fmt.Errorf("--cache-to: %w", err)
+					}
+					o.CacheTo = append(o.CacheTo, c)
+				}
+				for _, cv := range cacheFrom {
+					c, err := builder.ParseCacheSpec(cv)
+					if err != nil {
+						return fmt.Errorf("--cache-from: %w", err)
+					}
+					o.CacheFrom = append(o.CacheFrom, c)
 				}
 				for _, ov := range outputs {
 					out, err := builder.ParseOutput(ov)
@@ -126,6 +141,8 @@ are taken from the build cache (CACHED). Progress goes to stderr.`,
 		f.StringArrayVarP(&outputs, "output", "o", nil, "type=oci|docker|tar,dest=FILE or type=local,dest=DIR (repeatable)")
 		f.StringVar(&prog, "progress", "auto", "progress output: auto, plain, tty, json or quiet")
 		f.StringVar(&iidfile, "iidfile", "", "write the image ID to this file")
+		f.StringArrayVar(&cacheTo, "cache-to", nil, "export the build cache: type=registry,ref=REF[,mode=min|max] or type=local,dest=DIR")
+		f.StringArrayVar(&cacheFrom, "cache-from", nil, "use a build cache: type=registry,ref=REF or type=local,src=DIR")
 		f.BoolVar(&push, "push", false, "push the image to its registry after the build")
 		f.BoolVarP(&quiet, "quiet", "q", false, "print only the image ID")
 		f.IntVar(&jobs, "build-jobs", 2, "stages built at once")
