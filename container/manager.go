@@ -382,7 +382,7 @@ func (m *Manager) Get(ref string) (*Container, error) {
 	if ref == "" {
 		return nil, fmt.Errorf("container %q: %w", ref, ErrNotFound)
 	}
-	if len(ref) == 64 {
+	if fullID.MatchString(ref) {
 		if c, err := m.load(ref); err == nil {
 			return m.reconcile(c), nil
 		}
@@ -420,7 +420,7 @@ func (m *Manager) scan() ([]*Container, error) {
 	}
 	var out []*Container
 	for _, e := range ents {
-		if !e.IsDir() || len(e.Name()) != 64 {
+		if !e.IsDir() || !fullID.MatchString(e.Name()) {
 			continue
 		}
 		c, err := m.load(e.Name())
@@ -494,7 +494,7 @@ func (m *Manager) Reap(ctx context.Context) error {
 	}
 	var errs []error
 	for _, e := range ents {
-		if !e.IsDir() || len(e.Name()) != 64 {
+		if !e.IsDir() || !fullID.MatchString(e.Name()) {
 			continue
 		}
 		id := e.Name()

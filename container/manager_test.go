@@ -60,6 +60,7 @@ func TestGet(t *testing.T) {
 		{ref: "abc", err: `container "abc": prefix matches several containers`},
 		{ref: "nosuch", err: "no such container: nosuch"},
 		{ref: "", err: "no such container"},
+		{ref: "../../../../../../../../../../../../../../../../../../../../etc/", err: "no such container"}, // 64 bytes
 	} {
 		c, err := m.Get(tc.ref)
 		if tc.err != "" {

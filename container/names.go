@@ -41,6 +41,9 @@ func ShortID(id string) string {
 	return id
 }
 
+// fullID is a full container ID: only such a reference names a directory.
+var fullID = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
 // validName is docker's rule for container names.
 var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
