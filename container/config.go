@@ -40,6 +40,11 @@ type Options struct {
 // --entrypoint that resets the image's CMD.
 func merge(img v1.Config, opts Options) (v1.Config, []string, error) {
 	cfg := img
+	for _, kv := range opts.Env {
+		if k, _, _ := strings.Cut(kv, "="); k == "" || strings.ContainsAny(k, " \x00") {
+			return cfg, nil, fmt.Errorf("invalid environment variable: %q", kv)
+		}
+	}
 	cfg.Env = mergeEnv(img.Env, opts.Env)
 	if opts.Entrypoint != nil {
 		cfg.Entrypoint = opts.Entrypoint

@@ -45,6 +45,7 @@ func TestMerge(t *testing.T) {
 			env:  []string{"PATH=/x", "A=2", "B=3", "STRATA_TEST_HOSTVAR=fromhost"}, user: "0:0", workdir: "/tmp",
 		},
 		{name: "relative workdir", img: img, opts: Options{WorkingDir: "rel"}, err: "needs to be an absolute path"},
+		{name: "empty env name", img: img, opts: Options{Env: []string{"=x"}}, err: `invalid environment variable: "=x"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, argv, err := merge(tc.img, tc.opts)
