@@ -473,6 +473,8 @@ func TestRegistryFaults(t *testing.T) {
 		{"blob 503", []fault{{"GET", "/blobs/sha256", "503", 2}}, "", false},
 		{"429 with Retry-After", []fault{{"GET", "/manifests/", "429", 1}, {"GET", "/blobs/sha256", "429", 1}}, "", false},
 		{"corrupt blob once", []fault{{"GET", "/blobs/sha256", "corrupt", 1}}, "", false},
+		{"corrupt manifest once", []fault{{"GET", "/manifests/", "corrupt", 1}}, "", false},
+		{"corrupt manifest always", []fault{{"GET", "/manifests/", "corrupt", 1000}}, "digest mismatch", false},
 		{"corrupt blob always", []fault{{"GET", "/blobs/sha256", "corrupt", 1000}}, "digest mismatch", false},
 		{"connection always dropped", []fault{{"GET", "/blobs/sha256", "drop", 1000}}, "gave up after 5 attempts", false},
 		{"registry down", []fault{{"", "/", "503", 1000}}, "pull " + src + ": ", false},

@@ -115,9 +115,20 @@ func Pull(ctx context.Context, s *store.Store, refStr string, o Options) (*PullR
 	return res, nil
 }
 
-// getManifest fetches a manifest or index and checks it against its digest
-// (go-containerregistry only checks when the reference is a digest).
+// getManifest fetches a manifest or index. Its content is checked against
+// the reference's digest (go-containerregistry) or, for a tag, against the
+// Docker-Content-Digest header (manifestCheckTransport); content that does
+// not match is fetched once more, then reported.
 func getManifest(ref name.Reference, ropts []remote.Option) (*remote.Descriptor, error) {
+	desc, err := getManifestOnce(ref, ropts)
+	var te *transport.Error
+	if err != nil && !errors.As(err, &te) {
+		desc, err = getManifestOnce(ref, ropts)
+	}
+	return desc, err
+}
+
+func getManifestOnce(ref name.Reference, ropts []remote.Option) (*remote.Descriptor, error) {
 	desc, err := remote.Get(ref, ropts...)
 	if err != nil {
 		return nil, err

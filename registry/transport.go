@@ -2,10 +2,14 @@ package registry
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +18,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/strata-dev/strata/store"
 )
 
 // maxRetryAfter caps how long a Retry-After header can make us wait.
@@ -42,6 +50,7 @@ func (o *Options) newTransport() (http.RoundTripper, error) {
 	var t http.RoundTripper = &hostTransport{o: o, extraCAs: extra, certsDir: certsDir,
 		byHost: map[string]*http.Transport{}, tlsErr: map[string]error{}}
 	t = &retryAfterTransport{inner: t, retries: o.retries()}
+	t = &manifestCheckTransport{inner: t}
 	if o.Debugf != nil {
 		t = &logTransport{inner: t, debugf: o.Debugf}
 	}
@@ -334,4 +343,43 @@ func redactErr(err error) string {
 		}
 	}
 	return s
+}
+
+// manifestCheckTransport checks a manifest fetched by tag against the
+// Docker-Content-Digest the registry sent with it (go-containerregistry
+// only checks manifests fetched by digest): a body that does not match
+// fails with store.ErrDigestMismatch when it is read to the end.
+type manifestCheckTransport struct {
+	inner http.RoundTripper
+}
+
+func (t *manifestCheckTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.inner.RoundTrip(req)
+	if err != nil || req.Method != http.MethodGet || resp.StatusCode != http.StatusOK ||
+		!strings.Contains(req.URL.Path, "/manifests/") {
+		return resp, err
+	}
+	want, herr := v1.NewHash(resp.Header.Get("Docker-Content-Digest"))
+	if herr != nil || want.Algorithm != "sha256" {
+		return resp, nil
+	}
+	resp.Body = &verifyingBody{ReadCloser: resp.Body, h: sha256.New(), want: want}
+	return resp, nil
+}
+
+type verifyingBody struct {
+	io.ReadCloser
+	h    hash.Hash
+	want v1.Hash
+}
+
+func (b *verifyingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.h.Write(p[:n])
+	if err == io.EOF {
+		if got := hex.EncodeToString(b.h.Sum(nil)); got != b.want.Hex {
+			return n, fmt.Errorf("manifest %s: content is sha256:%s: %w", b.want, got, store.ErrDigestMismatch)
+		}
+	}
+	return n, err
 }

@@ -38,7 +38,7 @@ func TestPlainHTTPOnlyForLoopbackOrInsecure(t *testing.T) {
 	if _, err := rt.RoundTrip(req); !errors.Is(err, ErrPlainHTTP) {
 		t.Fatalf("plain HTTP to 10.1.2.3: %v, want ErrPlainHTTP", err)
 	}
-	h := rt.(*retryAfterTransport).inner.(*hostTransport)
+	h := rt.(*manifestCheckTransport).inner.(*retryAfterTransport).inner.(*hostTransport)
 	for host, want := range map[string]bool{
 		"10.9.8.7:5000": true, "reg.internal": true, "127.0.0.1:1": true, "localhost:5000": true,
 		"10.9.8.7:5001": false, "reg.internal:443": false, "example.com": false,
