@@ -192,6 +192,19 @@ func writeFileOrStdout(dest string, write func(io.Writer) error) error {
 	if dest == "-" {
 		return write(os.Stdout)
 	}
+	if fi, err := os.Stat(dest); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		// /dev/null, a FIFO: written in place; a rename would replace
+		// the device with a plain file.
+		f, err := os.OpenFile(dest, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		err = write(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
 	f, err := os.CreateTemp(filepath.Dir(dest), ".strata-out-*")
 	if err != nil {
 		return err

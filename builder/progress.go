@@ -29,6 +29,7 @@ type progress struct {
 	drawn   int // lines of the last tty frame
 	stop    chan struct{}
 	stopped chan struct{}
+	width   int // terminal columns (tty mode)
 }
 
 // vertex is one step of the build.
@@ -57,7 +58,12 @@ func newProgress(w io.Writer, mode string) *progress {
 			mode = "tty"
 		}
 	}
-	p := &progress{w: w, mode: mode, start: time.Now()}
+	p := &progress{w: w, mode: mode, start: time.Now(), width: 80}
+	if f, ok := w.(*os.File); ok {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col >= 40 {
+			p.width = int(ws.Col)
+		}
+	}
 	if mode == "tty" {
 		p.stop, p.stopped = make(chan struct{}), make(chan struct{})
 		go p.ticker()
@@ -249,11 +255,12 @@ func (p *progress) redraw() {
 		case "error":
 			status = "ERROR"
 		}
+		nameW := p.width - 12 // " => " + name + " " + status (up to 7)
 		name := v.name
-		if len(name) > 100 {
-			name = name[:97] + "..."
+		if len(name) > nameW {
+			name = name[:nameW-3] + "..."
 		}
-		fmt.Fprintf(&sb, " => %-100s %s\n", name, status)
+		fmt.Fprintf(&sb, " => %-*s %s\n", nameW, name, status)
 		lines++
 		if v.state == "running" || v.state == "error" {
 			t := v.tail
@@ -261,8 +268,8 @@ func (p *progress) redraw() {
 				t = t[len(t)-6:]
 			}
 			for _, l := range t {
-				if len(l) > 120 {
-					l = l[:120]
+				if len(l) > p.width-10 {
+					l = l[:p.width-10]
 				}
 				fmt.Fprintf(&sb, " => => # %s\n", l)
 				lines++
