@@ -96,7 +96,10 @@ func TestParseOptions(t *testing.T) {
 // memLayer is a layer held in memory (tests only).
 type memLayer struct{ b []byte }
 
-func (l memLayer) Digest() (v1.Hash, error) { h, _, err := v1.SHA256(bytes.NewReader(l.b)); return h, err }
+func (l memLayer) Digest() (v1.Hash, error) {
+	h, _, err := v1.SHA256(bytes.NewReader(l.b))
+	return h, err
+}
 func (l memLayer) DiffID() (v1.Hash, error) { return l.Digest() }
 func (l memLayer) Compressed() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(l.b)), nil
