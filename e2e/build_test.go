@@ -3,15 +3,18 @@ package e2e
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // bldFile is one expected entry of a built image's flattened filesystem.
@@ -498,6 +501,23 @@ func TestBuildOutputs(t *testing.T) {
 		}
 	}
 	e.ok("inspect", "outs")
+
+	// the docker tar loads into docker and runs
+	ctxd, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if exec.CommandContext(ctxd, "docker", "version", "--format", "{{.Server.Version}}").Run() != nil {
+		t.Log("no dockerd: skipping docker load")
+		return
+	}
+	e.ok("build", "-q", "-t", "strata-docker-out:1", "--output", "type=docker,dest="+d+"/named.tar", ctx)
+	if out, err := exec.Command("docker", "load", "-i", d+"/named.tar").CombinedOutput(); err != nil {
+		t.Fatalf("docker load: %v\n%s", err, out)
+	}
+	defer exec.Command("docker", "rmi", "-f", "strata-docker-out:1").Run()
+	out, err := exec.Command("docker", "run", "--rm", "--network", "none", "strata-docker-out:1", "cat", "/a").CombinedOutput()
+	if err != nil || string(out) != "A" {
+		t.Errorf("docker run: %q %v", out, err)
+	}
 }
 
 func tarHas(t *testing.T, p, member string) bool {
