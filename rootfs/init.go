@@ -36,6 +36,7 @@ type initConfig struct {
 	Rootfs     []Mount `json:",omitempty"`
 	RootfsDir  string  `json:",omitempty"`
 	ReadOnly   bool    `json:",omitempty"`
+	Ephemeral  bool    `json:",omitempty"`
 	Args       []string
 	Env        []string `json:",omitempty"`
 	WorkingDir string   `json:",omitempty"`

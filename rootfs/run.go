@@ -55,6 +55,7 @@ func newInitConfig(spec *Spec) (*initConfig, error) {
 	cfg := &initConfig{
 		Rootfs:     spec.Rootfs,
 		ReadOnly:   spec.ReadOnly,
+		Ephemeral:  spec.Ephemeral,
 		Args:       spec.Args,
 		Env:        spec.Env,
 		WorkingDir: spec.WorkingDir,

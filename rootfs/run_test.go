@@ -279,3 +279,32 @@ func benchRoot(b *testing.B) string {
 	os.Symlink("busybox", filepath.Join(root, "bin", "true"))
 	return root
 }
+
+func TestRunOverlayEphemeral(t *testing.T) {
+	lower := busyboxRoot(t)
+	os.Symlink("busybox", filepath.Join(lower, "bin", "grep"))
+	for _, ephemeral := range []bool{false, true} {
+		dir := t.TempDir()
+		upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+		os.Mkdir(upper, 0o755)
+		os.Mkdir(work, 0o755)
+		var out bytes.Buffer
+		code, err := rootfs.Run(context.Background(), rootfs.Spec{
+			Rootfs: []rootfs.Mount{{Type: "overlay", Source: "overlay", Options: []string{
+				"lowerdir=" + lower, "upperdir=" + upper, "workdir=" + work}}},
+			Ephemeral: ephemeral,
+			Args:      []string{"sh", "-c", "echo data > /new; grep -c volatile /proc/self/mountinfo"},
+			Stdout:    &out,
+		})
+		want := "0\n"
+		if ephemeral {
+			want = "1\n"
+		}
+		if code != map[bool]int{false: 1, true: 0}[ephemeral] || err != nil || out.String() != want {
+			t.Errorf("ephemeral=%v: Run = %d, %v, output %q; want volatile count %q", ephemeral, code, err, out.String(), want)
+		}
+		if b, err := os.ReadFile(filepath.Join(upper, "new")); err != nil || string(b) != "data\n" {
+			t.Errorf("ephemeral=%v: upper/new = %q, %v", ephemeral, b, err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -88,7 +89,7 @@ func setupRoot(cfg *initConfig) error {
 	scratch := cfg.Scratch
 	root := scratch + "/root"
 	if len(cfg.Rootfs) > 0 {
-		if err := snapshot.MountAll(cfg.Rootfs, root); err != nil {
+		if err := mountRootfs(cfg.Rootfs, root, cfg.Ephemeral); err != nil {
 			return err
 		}
 	} else if err := unix.Mount(cfg.RootfsDir, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -140,6 +141,28 @@ func setupRoot(cfg *initConfig) error {
 		return fmt.Errorf("setting the hostname: %w", err)
 	}
 	return nil
+}
+
+// mountRootfs mounts ms on root; with ephemeral, overlays are volatile
+// (when the kernel knows the option, Linux 5.10 and later).
+func mountRootfs(ms []snapshot.Mount, root string, ephemeral bool) error {
+	if ephemeral {
+		vol := make([]snapshot.Mount, len(ms))
+		changed := false
+		for i, m := range ms {
+			vol[i] = m
+			if m.Type == "overlay" && !slices.Contains(m.Options, "volatile") {
+				vol[i].Options = append(slices.Clip(m.Options), "volatile")
+				changed = true
+			}
+		}
+		if changed {
+			if err := snapshot.MountAll(vol, root); err == nil {
+				return nil
+			}
+		}
+	}
+	return snapshot.MountAll(ms, root)
 }
 
 // mountDev mounts a minimal /dev on dev: a tmpfs with the usual nodes and

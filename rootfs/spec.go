@@ -57,6 +57,14 @@ type Spec struct {
 	RootfsDir string
 	// ReadOnly mounts the root filesystem read-only (docker --read-only).
 	ReadOnly bool
+	// Ephemeral says the root's writable layer is thrown away, or committed,
+	// right after the run (run --rm, a build step): overlay roots are then
+	// mounted "volatile", so that the end of the sandbox does not sync the
+	// whole filesystem under the upper directory (~10ms on a busy disk,
+	// paid by every run otherwise). A crash of the machine during the run
+	// may lose such a layer's writes; its workdir keeps overlay's
+	// work/incompat/volatile marker, so it cannot be mounted again as is.
+	Ephemeral bool
 
 	// Args is the command and its arguments; Args[0] is looked up in the
 	// container's PATH unless it contains a slash.
