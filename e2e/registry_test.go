@@ -155,8 +155,19 @@ func TestRegistryPushPullRoundTrip(t *testing.T) {
 
 	out := e.ok("push", "bbase", dest)
 	digest := pushedDigest(t, out)
-	if again := pushedDigest(t, e.ok("push", "bbase", dest)); again != digest {
-		t.Fatalf("re-push gave %s, first push %s", again, digest)
+	// Without a terminal: one line per finished blob.
+	if !regexp.MustCompile(`(?m)^[0-9a-f]{12}: pushed [0-9.]+[kMG]?B$`).MatchString(out) {
+		t.Errorf("push printed no progress line per blob:\n%s", out)
+	}
+	again := e.ok("push", "bbase", dest)
+	if d := pushedDigest(t, again); d != digest {
+		t.Fatalf("re-push gave %s, first push %s", d, digest)
+	}
+	if !regexp.MustCompile(`(?m)^[0-9a-f]{12}: exists$`).MatchString(again) || strings.Contains(again, "pushed") {
+		t.Errorf("re-push did not report existing blobs:\n%s", again)
+	}
+	if q := e.ok("push", "-q", "bbase", dest); q != dest+"@"+digest+"\n" {
+		t.Errorf("push -q printed %q", q)
 	}
 
 	// rmi (and prune, so that every blob comes back from the registry):
@@ -164,7 +175,11 @@ func TestRegistryPushPullRoundTrip(t *testing.T) {
 	e.ok("rmi", "bbase")
 	e.ok("prune")
 	e2 := e
-	d, id := pulled(t, e2.ok("pull", dest))
+	pullOut := e2.ok("pull", dest)
+	if n := len(regexp.MustCompile(`(?m)^[0-9a-f]{12}: pulled [0-9.]+[kMG]?B$`).FindAllString(pullOut, -1)); n < 2 {
+		t.Errorf("pull printed %d progress lines (want one per blob):\n%s", n, pullOut)
+	}
+	d, id := pulled(t, pullOut)
 	if d != digest || id != local.ID.String() {
 		t.Fatalf("pulled digest %s id %s; pushed %s, local id %s", d, id, digest, local.ID)
 	}

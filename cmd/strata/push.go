@@ -31,8 +31,6 @@ func (f *registryFlags) add(fs *pflag.FlagSet) {
 // addTLS adds only the flags that say how to reach a registry (for
 // commands that move no blobs, such as inspect --remote).
 func (f *registryFlags) addTLS(fs *pflag.FlagSet) {
-	f.jobs = registry.DefaultJobs
-	f.quiet = true
 	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry (HOST[:PORT]) that may use plain HTTP or an unverified certificate (repeatable; env STRATA_INSECURE_REGISTRIES)")
 	fs.StringSliceVar(&f.tlsCA, "tls-ca", nil, "PEM file of an extra certificate authority to trust (repeatable)")
 }
@@ -135,6 +133,7 @@ are pushed together as one OCI image index named DEST.`,
 // inspectRemote is `strata inspect --remote REF`: the image as the registry
 // describes it, in the same form as a local one.
 func inspectRemote(cmd *cobra.Command, g *globals, rf *registryFlags, platform, ref string) (*store.Inspection, error) {
+	rf.jobs, rf.quiet = registry.DefaultJobs, true
 	o, _, err := rf.options(g)
 	if err != nil {
 		return nil, err
