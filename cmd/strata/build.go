@@ -96,6 +96,9 @@ are taken from the build cache (CACHED). Progress goes to stderr.`,
 					}
 					o.Epoch = &n
 				}
+				// registry transfer lines only in plain progress (they would
+				// break the tty view and json events)
+				rf.quiet = quiet || prog != "plain"
 				ro, done, err := rf.options(g)
 				if err != nil {
 					return err
