@@ -169,6 +169,9 @@ func (m *Manager) create(ctx context.Context, image string, opts Options, transi
 	if err != nil {
 		return fail(fmt.Errorf("preparing the container's filesystem: %w", err))
 	}
+	if c.unpinned() {
+		mounts = volatile(mounts)
+	}
 	c.Snapshotter, c.mounts = name, mounts
 	if !transient {
 		if err := m.save(c, true); err != nil {

@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -82,3 +83,20 @@ func (m *Manager) commitLayer(ctx context.Context, c *Container) (v1.Layer, erro
 
 // toRootfsMounts hands a snapshot's mounts to the sandbox (the same type).
 func toRootfsMounts(ms []snapshot.Mount) []rootfs.Mount { return ms }
+
+// volatile adds overlayfs's "volatile" option to the overlay among ms: the
+// upper directory of a `run --rm` container is thrown away when it ends, so
+// it needs none of the syncs overlayfs would do (fsync and syncfs in the
+// container, and the sync of the upper filesystem at unmount, which stalls
+// the next metadata change on it for milliseconds). The mounts are the
+// process's own copy: the snapshot's record is unchanged.
+func volatile(ms []rootfs.Mount) []rootfs.Mount {
+	out := make([]rootfs.Mount, len(ms))
+	for i, m := range ms {
+		out[i] = m
+		if m.Type == "overlay" {
+			out[i].Options = append(slices.Clip(m.Options), "volatile")
+		}
+	}
+	return out
+}
