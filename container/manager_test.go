@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/strata-dev/strata/rootfs"
 	"github.com/strata-dev/strata/store"
 )
 
@@ -198,5 +199,22 @@ func TestStreams(t *testing.T) {
 	}
 	if inStream(ptmx, true) != io.Reader(ptmx) {
 		t.Errorf("with -t the terminal is not passed as it is")
+	}
+}
+
+func TestVolatile(t *testing.T) {
+	in := []rootfs.Mount{
+		{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=/l", "upperdir=/u", "workdir=/w"}},
+		{Type: "bind", Source: "/x", Options: []string{"ro"}},
+	}
+	out := volatile(in)
+	if want := []string{"lowerdir=/l", "upperdir=/u", "workdir=/w", "volatile"}; !slices.Equal(out[0].Options, want) {
+		t.Errorf("overlay options %q, want %q", out[0].Options, want)
+	}
+	if !slices.Equal(out[1].Options, []string{"ro"}) {
+		t.Errorf("bind options %q", out[1].Options)
+	}
+	if len(in[0].Options) != 3 {
+		t.Errorf("the snapshot's own mounts changed: %q", in[0].Options)
 	}
 }
