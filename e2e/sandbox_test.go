@@ -482,7 +482,12 @@ func TestSandboxCgroups(t *testing.T) {
 		return strings.TrimSpace(string(b))
 	}
 	got := []string{read("memory", "memory.limit_in_bytes"), read("pids", "pids.max"), read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us")}
-	if want := []string{"67108864", "20", "50000", "100000"}; strings.Join(got, " ") != strings.Join(want, " ") {
+	want := []string{"67108864", "20", "50000", "100000"}
+	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"); err == nil {
+		// As much swap as memory, as docker without --memory-swap.
+		got, want = append(got, read("memory", "memory.memsw.limit_in_bytes")), append(want, "134217728")
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("cgroup limits %q, want %q (cgroups %q)", got, want, paths)
 	}
 	stdin.Write([]byte("go\n"))

@@ -41,10 +41,12 @@ func limitsOf(spec *Spec) ([]limit, error) {
 		if spec.Memory < 6<<20 {
 			return nil, errors.New("minimum memory limit allowed is 6MB")
 		}
+		// As docker without --memory-swap: as much swap as memory.
 		v := strconv.FormatInt(spec.Memory, 10)
+		v2 := strconv.FormatInt(2*spec.Memory, 10)
 		ls = append(ls, limit{"memory",
-			[]fileValue{{"memory.limit_in_bytes", v}},
-			[]fileValue{{"memory.max", v}, {"memory.swap.max", "0"}}})
+			[]fileValue{{"memory.limit_in_bytes", v}, {"memory.memsw.limit_in_bytes", v2}},
+			[]fileValue{{"memory.max", v}, {"memory.swap.max", v}}})
 	}
 	if spec.PidsLimit > 0 {
 		v := strconv.FormatInt(spec.PidsLimit, 10)
@@ -104,7 +106,7 @@ func newCgroup(id string, ls []limit) (cg *cgroup, err error) {
 		}
 		for _, f := range files {
 			err := os.WriteFile(filepath.Join(dir, f.file), []byte(f.value), 0)
-			if err != nil && f.file == "memory.swap.max" && errors.Is(err, os.ErrNotExist) {
+			if err != nil && (f.file == "memory.swap.max" || f.file == "memory.memsw.limit_in_bytes") && errors.Is(err, os.ErrNotExist) {
 				continue // no swap accounting
 			}
 			if err != nil {
