@@ -98,7 +98,8 @@ type Spec struct {
 	Binds []Bind
 	Tmpfs []Tmpfs
 
-	// TTY runs the process on a new pseudo-terminal (docker -t): its stdin,
+	// TTY runs the process on a new pseudo-terminal (docker -t), allocated in
+	// the container's own devpts (/dev/pts/0, also /dev/console): its stdin,
 	// stdout and stderr are the terminal, it is a session leader with the
 	// terminal as its controlling tty, and Stdout receives everything (Stderr
 	// is unused). When Stdin is a terminal it is put in raw mode while the
@@ -111,15 +112,15 @@ type Spec struct {
 	Stdout, Stderr io.Writer
 
 	// Signals received on this channel are forwarded to the process (through
-	// init). A CLI running a container in the foreground does
-	//	signal.Notify(ch, rootfs.ForwardedSignals...)
-	// and passes a context that the same signals do not cancel
-	// (context.WithoutCancel), so that SIGTERM reaches the process instead of
-	// killing the sandbox.
+	// init). A CLI running a container in the foreground passes the channel
+	// of NotifyForwarded (or its own signal.Notify on ForwardedSignals) and
+	// a context that the same signals do not cancel (context.WithoutCancel),
+	// so that SIGTERM reaches the process instead of killing the sandbox.
 	Signals <-chan os.Signal
 
 	// Resource limits through cgroups (v2 where the unified hierarchy has the
-	// controller, else v1); 0 means unlimited.
+	// controller, else v1), in a cgroup of the sandbox's own, made only when
+	// a limit is set and removed when Run returns; 0 means unlimited.
 	Memory    int64   // bytes (docker --memory)
 	PidsLimit int64   // docker --pids-limit
 	CPUs      float64 // docker --cpus
