@@ -267,7 +267,13 @@ func (m *Manager) Start(ctx context.Context, ref string, sio IO) (int, error) {
 		return rootfs.ExitSetup, err
 	}
 	defer l.release()
-	code, err := m.start(ctx, c, sio, nil)
+	sb, err := rootfs.Start(c.Host.Network) // init starts while the mounts are read
+	if err != nil {
+		ready(sio.Ready, err)
+		return rootfs.ExitSetup, err
+	}
+	defer sb.Close()
+	code, err := m.start(ctx, c, sio, sb)
 	if c.Host.AutoRemove {
 		if rerr := m.destroy(context.WithoutCancel(ctx), c); rerr != nil && err == nil {
 			return code, rerr
@@ -299,7 +305,8 @@ func (m *Manager) lockRef(ref string) (*Container, *lock, error) {
 }
 
 // start runs c's process (c locked by the caller) and records how it ended.
-// sb, when not nil, is a sandbox started ahead for c's network mode.
+// sb is the sandbox started for it (rootfs.Start with c's network mode),
+// ahead, so that its init comes up while the caller prepares.
 func (m *Manager) start(ctx context.Context, c *Container, sio IO, sb *rootfs.Sandbox) (int, error) {
 	// From here the process's fate is decided by signals, which the sandbox
 	// forwards: the caller's signal-cancelled context must not kill it, nor
@@ -350,13 +357,7 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO, sb *rootfs.Sa
 	if sio.Stderr != nil {
 		spec.Stderr = outStream(sio.Stderr, c.Config.Tty)
 	}
-	var code int
-	var err error
-	if sb != nil {
-		code, err = sb.Run(ctx, spec)
-	} else {
-		code, err = rootfs.Run(ctx, spec)
-	}
+	code, err := sb.Run(ctx, spec)
 	signal.Stop(sigs)
 	if err != nil && code == 0 {
 		code = rootfs.ExitSetup
