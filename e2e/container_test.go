@@ -475,15 +475,15 @@ func TestContainerDiffCommit(t *testing.T) {
 	e.ok("commit", "low", "lower")
 	e.ok("rm", "low")
 
-	out := e.ok("run", "--name", "work", "lower", "sh", "-c", `set -e
+	changes := `set -e
 echo two > /data/mod
 rm /data/gone /etc/group
 rm -r /data/old
 rm -r /data/redo && mkdir /data/redo && echo c > /data/redo/c
 mkdir -p /newdir/deep && echo n > /newdir/deep/n
 echo new > /data/new
-echo ---
-`+treeScript)
+`
+	out := e.ok("run", "--name", "work", "lower", "sh", "-c", changes+"echo ---\n"+treeScript)
 	_, before, _ := strings.Cut(out, "---\n")
 	diff := e.ok("diff", "work")
 	wantDiff := `C /data
@@ -504,6 +504,7 @@ A /newdir/deep/n
 	if sortLines(diff) != sortLines(wantDiff) {
 		t.Errorf("diff:\n%s\nwant (in any order):\n%s", diff, wantDiff)
 	}
+	dockerDiff(t, e, "lower", changes, diff)
 	if lines := strings.Split(strings.TrimSpace(diff), "\n"); !sort.SliceIsSorted(lines, func(i, j int) bool { return lines[i][2:] < lines[j][2:] }) {
 		t.Errorf("diff is not sorted by path:\n%s", diff)
 	}
@@ -577,25 +578,56 @@ func sortLines(s string) string {
 	return strings.Join(l, "\n")
 }
 
-// dockerLoad saves ref for docker, loads it into dockerd and compares the
-// tree docker's container sees with want. Skipped without a dockerd.
-func dockerLoad(t *testing.T, e *env, ref, want string) {
+// toDocker saves ref for docker and loads it into dockerd, returning the
+// function that removes it there; ok is false (and the check skipped)
+// without a dockerd.
+func toDocker(t *testing.T, e *env, ref string) (remove func(), ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").Run() != nil {
-		t.Log("no dockerd: skipping the docker load check")
-		return
-	}
-	if r := e.run("save", "--help"); r.Code != 0 {
-		t.Log("strata save is not there yet: skipping the docker load check")
-		return
+		t.Log("no dockerd: skipping the docker check")
+		return nil, false
 	}
 	tarball := filepath.Join(t.TempDir(), "img.tar")
 	e.ok("save", "--format", "docker", "-o", tarball, ref)
 	if out, err := exec.Command("docker", "load", "-i", tarball).CombinedOutput(); err != nil {
 		t.Fatalf("docker load: %v\n%s", err, out)
 	}
-	defer exec.Command("docker", "rmi", "-f", ref).Run()
+	return func() { exec.Command("docker", "rmi", "-f", ref).Run() }, true
+}
+
+// dockerDiff makes the same changes in a docker container of the same image
+// and requires `docker diff` (sorted) to say what `strata diff` said.
+func dockerDiff(t *testing.T, e *env, ref, changes, want string) {
+	remove, ok := toDocker(t, e, ref)
+	if !ok {
+		return
+	}
+	defer remove()
+	name := "strata-e2e-diff-" + filepath.Base(e.Root)
+	defer exec.Command("docker", "rm", "-f", name).Run()
+	if out, err := exec.Command("docker", "run", "--name", name, "--network", "none", ref, "sh", "-c", changes).CombinedOutput(); err != nil {
+		t.Fatalf("docker run: %v\n%s", err, out)
+	}
+	out, err := exec.Command("docker", "diff", name).Output()
+	if err != nil {
+		t.Fatalf("docker diff: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	sort.Slice(lines, func(i, j int) bool { return lines[i][2:] < lines[j][2:] })
+	if got := strings.Join(lines, "\n") + "\n"; got != want {
+		t.Errorf("docker diff (sorted):\n%s\nstrata diff:\n%s", got, want)
+	}
+}
+
+// dockerLoad saves ref for docker, loads it into dockerd and compares the
+// tree docker's container sees with want. Skipped without a dockerd.
+func dockerLoad(t *testing.T, e *env, ref, want string) {
+	remove, ok := toDocker(t, e, ref)
+	if !ok {
+		return
+	}
+	defer remove()
 	out, err := exec.Command("docker", "run", "--rm", "--network", "none", ref, "sh", "-c", treeScript).Output()
 	if err != nil {
 		t.Fatalf("docker run: %v", err)
