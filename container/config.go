@@ -30,6 +30,7 @@ type Options struct {
 	Memory     int64    // bytes, 0: no limit
 	PidsLimit  int64    // 0: no limit
 	CPUs       float64  // 0: no limit
+	ReadOnly   bool     // --read-only: the root filesystem is mounted read-only
 	TTY        bool
 	Stdin      bool // -i: keep stdin open
 	AutoRemove bool // --rm

@@ -126,7 +126,7 @@ func (m *Manager) create(ctx context.Context, image string, opts Options, transi
 		Created: time.Now().UTC(), Config: cfg, Path: argv[0], Args: argv[1:],
 		Host: HostConfig{
 			Network: opts.Network, Binds: binds, Tmpfs: tmpfs, Memory: opts.Memory,
-			PidsLimit: opts.PidsLimit, CPUs: opts.CPUs, AutoRemove: opts.AutoRemove,
+			PidsLimit: opts.PidsLimit, CPUs: opts.CPUs, AutoRemove: opts.AutoRemove, ReadOnly: opts.ReadOnly,
 		},
 		Transient: transient,
 		State:     State{Status: Created},
@@ -333,6 +333,7 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO, sb *rootfs.Sa
 	signal.Notify(sigs, rootfs.ForwardedSignals...)
 	spec := rootfs.Spec{
 		Rootfs:     mounts,
+		ReadOnly:   c.Host.ReadOnly,
 		Args:       append([]string{c.Path}, c.Args...),
 		Env:        c.Config.Env,
 		WorkingDir: c.Config.WorkingDir,

@@ -67,6 +67,7 @@ type HostConfig struct {
 	PidsLimit  int64          `json:"pidsLimit,omitempty"` // 0: no limit
 	CPUs       float64        `json:"cpus,omitempty"`
 	AutoRemove bool           `json:"autoRemove,omitempty"`
+	ReadOnly   bool           `json:"readOnly,omitempty"`
 }
 
 // State is where the container is in its life.

@@ -197,6 +197,10 @@ func TestContainerRunOptions(t *testing.T) {
 	if r.Code != 0 || r.Stdout != "" {
 		t.Errorf("run cat without -i: %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
+	// --read-only: the root cannot be written, a --tmpfs can.
+	if got := e.ok("run", "--rm", "--read-only", "--tmpfs", "/scratch", "bbase", "sh", "-c", "touch /x 2>/dev/null || echo ro; touch /scratch/x && echo tmpfs"); got != "ro\ntmpfs\n" {
+		t.Errorf("--read-only: %q", got)
+	}
 	// --entrypoint replaces the image's, and flags after the image belong to the command.
 	if got := e.ok("run", "--rm", "--entrypoint", "echo", "bbase", "-n", "--rm", "x"); got != "--rm x" {
 		t.Errorf("--entrypoint echo: %q", got)

@@ -36,6 +36,7 @@ func (f *containerFlags) add(fs *pflag.FlagSet) {
 	fs.Float64Var(&f.opts.CPUs, "cpus", 0, "number of CPUs (e.g. 1.5)")
 	fs.BoolVarP(&f.opts.Stdin, "interactive", "i", false, "keep stdin open")
 	fs.BoolVarP(&f.opts.TTY, "tty", "t", false, "allocate a terminal")
+	fs.BoolVar(&f.opts.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
 	fs.BoolVar(&f.opts.AutoRemove, "rm", false, "remove the container when it exits")
 }
 
