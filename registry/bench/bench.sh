@@ -13,7 +13,7 @@ SIZE=${3:-$((128 << 20))}
 cd "$(dirname "$0")/../.."
 CRANE=$(command -v crane || echo "$HOME/go/bin/crane")
 [ -x "$CRANE" ] || { echo "bench: crane not found" >&2; exit 1; }
-W=$(mktemp -d /tmp/strata-regbench-XXXXXX)
+W=$(mktemp -d "${BENCH_DIR:-/tmp}/strata-regbench-XXXXXX")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$W"; }
 trap cleanup EXIT
