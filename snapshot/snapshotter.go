@@ -403,6 +403,13 @@ func (b *base) cleanup(ctx context.Context, unused bool) (int64, error) {
 			}
 		}
 	}
+	// overlay probes of dead processes (a live probe lasts milliseconds)
+	probes, _ := filepath.Glob(filepath.Join(b.root, ".probe-*"))
+	for _, p := range probes {
+		if fi, err := os.Lstat(p); err == nil && time.Since(fi.ModTime()) > time.Minute {
+			remove(p)
+		}
+	}
 	if unused {
 		links, _ := os.ReadDir(filepath.Join(b.root, "l"))
 		for _, e := range links {
