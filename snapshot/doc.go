@@ -30,9 +30,11 @@
 //     the snapshot's directories.
 //   - Layer directories under ROOT/snapshots/layers are shared by every
 //     snapshot and every strata process; they are written once (unpacked into
-//     a temp directory, then renamed into place, so a crash never leaves half
-//     a layer) and never modified afterwards. Concurrent processes preparing
-//     the same layer are safe: one rename wins, the others discard their copy.
+//     a temp directory, synced, then renamed into place, so a crash never
+//     leaves half a layer) and never modified afterwards. Each layer's
+//     content is checked against its diffID while it is unpacked. Concurrent
+//     processes preparing the same layer take turns on a per-layer lock: the
+//     first unpacks it, the others use it.
 //   - Cleanup removes what crashed processes left behind (temp layer
 //     directories, snapshots whose Prepare never finished); Prune also
 //     removes unpacked layers no active snapshot uses. Both wait for running
@@ -51,16 +53,18 @@
 // "native" copies the flattened lower tree (cached per chain ID) into a fresh
 // directory per key and bind-mounts it. The copy breaks hardlinks, as an
 // overlayfs copy-up does, so writing one path never changes another in
-// either snapshotter. Its diff compares the container
-// directory with the lower tree. Directories are tagged with the xattr
+// either snapshotter. Its diff compares the container directory with the
+// lower tree. Directories are tagged with the xattr
 // trusted.strata.orig at Prepare, so a directory that was deleted and
 // recreated (no tag) becomes opaque, exactly as overlayfs would record it.
 // Both snapshotters produce the same layer bytes for the same change (see
 // the conformance suite in conformance_test.go).
 //
-// New(s, "") picks overlay when an overlay can be created on the store's
-// filesystem (probed once per process with a detached mount from the new
-// mount API, so the probe itself never attaches anything), else native.
+// New(s, "") picks the kind named by STRATA_SNAPSHOTTER, else overlay when an
+// overlay can be created on the store's filesystem (probed with a detached
+// filesystem from the new mount API, so the probe never attaches anything;
+// a success is remembered in ROOT/snapshots/.overlay-ok for the same kernel
+// and filesystem), else native.
 //
 // # Layer tars
 //
