@@ -80,9 +80,8 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	b.prog = newProgress(opts.Progress, opts.ProgressMode)
 	defer b.cleanup()
 	// A build allocates a lot of short-lived metadata (one entry per context
-	// file): collect garbage only when the heap gets big, not every few MB.
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(512 << 20))
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	// file) over a small live heap: collect garbage less often.
+	defer debug.SetGCPercent(debug.SetGCPercent(800))
 	res, err := b.run(ctx)
 	if err != nil {
 		var le *lineError

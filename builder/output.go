@@ -105,6 +105,11 @@ func (b *builder) finish(ctx context.Context, target *stage) (*Result, error) {
 // writeStore stores the image and moves the tags, skipping the write when
 // every tag already names this exact image (a fully cached rebuild).
 func (b *builder) writeStore(ctx context.Context, img v1.Image, d v1.Hash) error {
+	if len(b.opts.Tags) == 0 {
+		if rec, err := b.s.Resolve(d.String()); err == nil && rec.Digest == d {
+			return nil // already stored
+		}
+	}
 	if len(b.opts.Tags) > 0 {
 		same := true
 		for _, t := range b.opts.Tags {

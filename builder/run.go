@@ -63,6 +63,7 @@ func (st *stage) runArgs(c *instructions.RunCommand) (args []string, script *ins
 type runMount struct {
 	bind   *rootfs.Bind
 	tmpfs  *rootfs.Tmpfs
+	env    string // KEY=VALUE of a secret exposed as an environment variable
 	unlock func()
 }
 
@@ -233,6 +234,9 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 		if rm.tmpfs != nil {
 			spec.Tmpfs = append(spec.Tmpfs, *rm.tmpfs)
 		}
+		if rm.env != "" {
+			spec.Env = append(spec.Env, rm.env)
+		}
 	}
 	var stubs []string
 	if len(spec.Binds)+len(spec.Tmpfs) > 0 {
@@ -392,13 +396,28 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 			}
 		}
 		rm := runMount{bind: &rootfs.Bind{Source: dir, Target: target, ReadOnly: m.ReadOnly}}
-		if m.CacheSharing == instructions.MountSharingLocked {
+		switch m.CacheSharing {
+		case instructions.MountSharingLocked, instructions.MountSharingPrivate:
 			f, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 			if err != nil {
 				return runMount{}, err
 			}
-			if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			how := unix.LOCK_EX
+			if m.CacheSharing == instructions.MountSharingPrivate {
+				how |= unix.LOCK_NB
+			}
+			if err := unix.Flock(int(f.Fd()), how); err != nil {
 				f.Close()
+				if m.CacheSharing == instructions.MountSharingPrivate && errors.Is(err, unix.EWOULDBLOCK) {
+					// private: the shared directory is in use; this RUN gets
+					// a fresh one of its own (discarded afterwards)
+					tmp, err := b.tempDir("cache-private-")
+					if err != nil {
+						return runMount{}, err
+					}
+					rm.bind.Source = tmp
+					return rm, nil
+				}
 				return runMount{}, err
 			}
 			rm.unlock = func() { f.Close() }
@@ -447,6 +466,15 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 		if m.Mode != nil {
 			mode = os.FileMode(*m.Mode) & 0o7777
 		}
+		var envVar string
+		if m.Env != nil && *m.Env != "" {
+			// env=VAR: the secret is the variable's value in RUN's process
+			// only (never in the config, the history or the cache key)
+			envVar = *m.Env + "=" + string(data)
+			if m.Target == "" {
+				return runMount{env: envVar}, nil
+			}
+		}
 		if err := os.WriteFile(p, data, mode); err != nil {
 			return runMount{}, err
 		}
@@ -459,7 +487,7 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 			gid = int(*m.GID)
 		}
 		os.Chown(p, uid, gid)
-		return runMount{bind: &rootfs.Bind{Source: p, Target: target, ReadOnly: true}}, nil
+		return runMount{bind: &rootfs.Bind{Source: p, Target: target, ReadOnly: true}, env: envVar}, nil
 	case instructions.MountTypeBind:
 		var root string
 		src := strings.TrimPrefix(path.Clean("/"+m.Source), "/")

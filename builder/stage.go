@@ -566,7 +566,7 @@ func (st *stage) layerStep(ctx context.Context, name, key, createdBy string, pro
 		if ok {
 			v.cached()
 			st.layers = append(st.layers, l)
-			st.key = key
+			st.key = chainKey(key, l)
 			st.history(createdBy, true, timePtr(created))
 			return nil
 		}
@@ -586,9 +586,17 @@ func (st *stage) layerStep(ctx context.Context, name, key, createdBy string, pro
 	}
 	v.done()
 	st.layers = append(st.layers, l)
-	st.key = key
+	st.key = chainKey(key, l)
 	st.history(createdBy, true, timePtr(created))
 	return nil
+}
+
+// chainKey is the parent key of the step after a layer step: the step's key
+// and the layer it produced. A step that reran (--no-cache, a damaged
+// entry) and produced different content therefore invalidates what follows.
+func chainKey(step string, l v1.Layer) string {
+	d, _ := l.Digest()
+	return cache.NewKey("chain").Add(step, d.String()).Sum()
 }
 
 // cacheLookup returns the cached layer for key when its blob is intact.

@@ -129,7 +129,9 @@ func (h *FileHasher) Sum(abs string, fi os.FileInfo) (string, error) {
 	}
 	defer f.Close()
 	d := sha256.New()
-	if _, err := io.Copy(d, f); err != nil {
+	bp := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(bp)
+	if _, err := io.CopyBuffer(d, f, *bp); err != nil {
 		return "", fmt.Errorf("reading %s: %w", abs, err)
 	}
 	copy(id.Sum[:], d.Sum(nil))
@@ -191,6 +193,8 @@ func (h *FileHasher) Save() error {
 	h.dirty = false
 	return nil
 }
+
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // ContextID names the stat cache file of a context directory.
 func ContextID(dir string) string {

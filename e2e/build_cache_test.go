@@ -204,3 +204,24 @@ func TestBuildRemoteCache(t *testing.T) {
 		bldCheckTree(t, tree, []bldFile{reg0("/g", "F"), reg0("/a", "a\n")})
 	}
 }
+
+// <Dockerfile>.dockerignore beside a Dockerfile given with -f wins over the
+// context's .dockerignore; --no-cache-filter reruns one stage only.
+func TestBuildDockerfileIgnoreAndNoCacheFilter(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	ctx := bldContext(t, map[string]string{
+		"app.Dockerfile":              "FROM bbase AS one\nRUN echo 1 > /1\nFROM bbase AS two\nRUN cat /proc/sys/kernel/random/uuid > /2\nFROM scratch\nCOPY --from=one /1 /1\nCOPY --from=two /2 /2\nCOPY . /ctx/\n",
+		"app.Dockerfile.dockerignore": "b.txt\n",
+		".dockerignore":               "a.txt\n",
+		"a.txt":                       "A", "b.txt": "B",
+	})
+	df := filepath.Join(ctx, "app.Dockerfile")
+	tree, _ := bldBuild(t, e, ctx, "ign", "-f", df)
+	bldCheckTree(t, tree, []bldFile{reg("/ctx/a.txt", 0o644, "A"), absent("/ctx/b.txt")})
+	steps := bldSteps(t, e, "-f", df, "--no-cache-filter", "two", ctx)
+	want := []string{"C [one] RUN echo 1 > /1", "C [stage-2] COPY --from=one /1 /1", "R [stage-2] COPY --from=two /2 /2", "R [stage-2] COPY . /ctx/", "R [two] RUN cat /proc/sys/kernel/random/uuid > /2"}
+	if !reflect.DeepEqual(steps, want) {
+		t.Errorf("--no-cache-filter two:\n got  %q\n want %q", steps, want)
+	}
+}

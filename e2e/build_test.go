@@ -452,6 +452,8 @@ RUN --mount=type=cache,target=/cache sh -c 'echo x >> /cache/log; wc -l < /cache
 RUN --mount=type=bind,source=in,target=/in cp /in/f /copied
 RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/t && ls /scratch > /tmpfs-list'
 RUN --mount=type=secret,id=tok sh -c 'cat /run/secrets/tok | wc -c > /secret-len'
+RUN --mount=type=secret,id=envtok,target=/s sh -c 'cat /s > /dev/null && wc -c < /s > /env-secret-len'
+RUN --mount=type=secret,id=tok,env=TOK sh -c 'printf %s "$TOK" | wc -c > /secret-env-var-len'
 RUN --network=none sh -c 'ls /sys/class/net > /ifaces'
 RUN ["/bin/sh", "-c", "echo exec > /exec"]
 RUN <<EOT
@@ -459,15 +461,17 @@ echo heredoc > /heredoc
 EOT
 `
 	ctx := bldContext(t, map[string]string{"Dockerfile": df, "in/f": "F"})
-	tree, cfg := bldBuild(t, e, ctx, "mounts", "--secret", "id=tok,src="+secret)
+	t.Setenv("STRATA_TEST_SECRET", "envsecret")
+	tree, cfg := bldBuild(t, e, ctx, "mounts", "--secret", "id=tok,src="+secret, "--secret", "id=envtok,env=STRATA_TEST_SECRET")
 	bldCheckTree(t, tree, []bldFile{
 		reg("/count", 0o644, "1\n"), absent("/cache/log"), reg("/copied", 0o644, "F"), absent("/in/f"),
 		reg("/tmpfs-list", 0o644, "t\n"), absent("/scratch/t"), reg("/secret-len", 0o644, "9\n"),
 		absent("/run/secrets/tok"), absent("/run/secrets"), absent("/in"), absent("/scratch"), absent("/cache"), reg("/ifaces", 0o644, "lo\n"), reg("/exec", 0o644, "exec\n"),
-		reg("/heredoc", 0o644, "heredoc\n"),
+		reg("/heredoc", 0o644, "heredoc\n"), reg("/env-secret-len", 0o644, "9\n"), absent("/s"),
+		reg("/secret-env-var-len", 0o644, "9\n"),
 	})
 	// the cache mount persists between builds (--no-cache reruns the step)
-	tree, _ = bldBuild(t, e, ctx, "mounts", "--no-cache", "--secret", "id=tok,src="+secret)
+	tree, _ = bldBuild(t, e, ctx, "mounts", "--no-cache", "--secret", "id=tok,src="+secret, "--secret", "id=envtok,env=STRATA_TEST_SECRET")
 	bldCheckTree(t, tree, []bldFile{reg("/count", 0o644, "2\n")})
 	// the secret is in no layer and not in the config
 	raw, _ := json.Marshal(cfg)
@@ -630,6 +634,18 @@ func TestBuildStdinAndProgress(t *testing.T) {
 	if !strings.Contains(r.Stderr, "CACHED") {
 		t.Errorf("second build not cached:\n%s", r.Stderr)
 	}
+	// a tar on stdin is the context (with a Dockerfile inside)
+	ctx := bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nCOPY f /f\n", "f": "from tar"})
+	tarb, err := exec.Command("tar", "-C", ctx, "-c", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := filepath.Join(t.TempDir(), "flat.tar")
+	if r := e.runIn(tarb, "build", "-q", "--output", "type=tar,dest="+flat, "-"); r.Code != 0 {
+		t.Fatalf("tar context on stdin: %s", r.Stderr)
+	}
+	bldCheckTree(t, bldTree(t, flat), []bldFile{reg("/f", 0o644, "from tar")})
+
 	r = e.runIn([]byte("FROM bbase\nRUN echo json\n"), "build", "--progress", "json", "-")
 	if !strings.Contains(r.Stderr, `"status":"done"`) {
 		t.Errorf("json progress:\n%s", r.Stderr)
