@@ -500,6 +500,13 @@ func TestSandboxCgroups(t *testing.T) {
 	if n := strings.TrimSpace(string(rest)); n == "0" || n == "" {
 		t.Errorf("pids limit not enforced: %q fork failures", n)
 	}
+	// The container sees its own cgroups, read-only, as docker shows them.
+	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err == nil {
+		got := sbOK(t, root, []string{"-memory", "67108864", "-pids-limit", "20"}, `ls /sys/fs/cgroup; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; echo 1 2>/dev/null > /sys/fs/cgroup/pids/pids.max || echo ro`)
+		if got != "memory\npids\n67108864\n20\nro\n" {
+			t.Errorf("cgroups inside: %q", got)
+		}
+	}
 	// Over its memory limit, the process is OOM-killed: 128+SIGKILL.
 	if _, stderr, code := sbRun(t, "", "-memory", "16777216", "-rootfs", root, "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"); code != 137 {
 		t.Errorf("64M buffer under a 16M limit: exit %d (%s), want 137", code, stderr)

@@ -68,7 +68,18 @@ func limitsOf(spec *Spec) ([]limit, error) {
 
 // cgroup is one sandbox's cgroup: a directory in each hierarchy used.
 type cgroup struct {
-	dirs []string
+	dirs  []string
+	views []cgroupView
+}
+
+// cgroupView is one of the sandbox's cgroup directories as the container
+// sees it: bound read-only at /sys/fs/cgroup/Name (or /sys/fs/cgroup itself
+// for a pure v2 machine's unified hierarchy, Name ""), as docker shows a
+// container its own cgroups, so that runtimes inside (Go, the JVM) find
+// their CPU and memory limits.
+type cgroupView struct {
+	Dir  string // host path
+	Name string
 }
 
 // newCgroup creates the cgroup directories for ls (v2 when the machine's
@@ -85,15 +96,19 @@ func newCgroup(id string, ls []limit) (cg *cgroup, err error) {
 	v2root, v2ctrls := detectV2()
 	byDir := map[string]bool{}
 	for _, l := range ls {
-		var dir string
+		var dir, name string
 		var files []fileValue
 		if v2ctrls[l.controller] {
 			if err := enableV2(v2root, l.controller); err != nil {
 				return nil, err
 			}
 			dir, files = filepath.Join(v2root, cgroupParent, id), l.v2
+			if v2root == cgroupRoots.hybrid {
+				name = "unified"
+			}
 		} else if _, err := os.Stat(filepath.Join(cgroupRoots.v1, l.controller, "cgroup.procs")); err == nil {
 			dir, files = filepath.Join(cgroupRoots.v1, l.controller, cgroupParent, id), l.v1
+			name = l.controller
 		} else {
 			return nil, fmt.Errorf("cgroup controller %q is not available on this machine", l.controller)
 		}
@@ -103,6 +118,7 @@ func newCgroup(id string, ls []limit) (cg *cgroup, err error) {
 			}
 			byDir[dir] = true
 			cg.dirs = append(cg.dirs, dir)
+			cg.views = append(cg.views, cgroupView{Dir: dir, Name: name})
 		}
 		for _, f := range files {
 			err := os.WriteFile(filepath.Join(dir, f.file), []byte(f.value), 0)

@@ -48,6 +48,9 @@ type initConfig struct {
 	Binds      []Bind  `json:",omitempty"`
 	Tmpfs      []Tmpfs `json:",omitempty"`
 	TTY        bool    `json:",omitempty"`
+	// Cgroups are the sandbox's cgroup directories, shown read-only under
+	// /sys/fs/cgroup.
+	Cgroups []cgroupView `json:",omitempty"`
 	// Winsize is the initial size of the TTY's terminal.
 	Winsize *unix.Winsize `json:",omitempty"`
 	// Scratch is an empty host directory on which init mounts its private

@@ -196,6 +196,7 @@ func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error)
 		if err := cg.add(sb.proc.Pid); err != nil {
 			return ExitSetup, fmt.Errorf("sandbox: %w", err)
 		}
+		cfg.Cgroups = cg.views
 	}
 	tr("sending")
 	if err := sb.send(cfg, s.files); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -121,6 +122,11 @@ func setupRoot(cfg *initConfig) error {
 			return fmt.Errorf("passing the terminal: %w", err)
 		}
 	}
+	if len(cfg.Cgroups) > 0 {
+		if err := mountCgroups(root+"/sys/fs/cgroup", cfg.Cgroups); err != nil {
+			return err
+		}
+	}
 	if err := mountEtcFiles(cfg, scratch, root); err != nil {
 		return err
 	}
@@ -139,6 +145,42 @@ func setupRoot(cfg *initConfig) error {
 	}
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return fmt.Errorf("setting the hostname: %w", err)
+	}
+	return nil
+}
+
+// mountCgroups shows the sandbox's cgroup directories read-only on dir
+// (the read-only sysfs's /sys/fs/cgroup): a tmpfs holding one bind per
+// hierarchy, or the unified one's directory itself on a pure v2 machine.
+func mountCgroups(dir string, views []cgroupView) error {
+	roBind := func(src, dst string) error {
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("showing cgroup %s: %w", src, err)
+		}
+		if err := unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|msNoSUIDDevExec, ""); err != nil {
+			return fmt.Errorf("showing cgroup %s: %w", src, err)
+		}
+		return nil
+	}
+	if len(views) == 1 && views[0].Name == "" {
+		return roBind(views[0].Dir, dir)
+	}
+	if err := unix.Mount("cgroup", dir, "tmpfs", msNoSUIDDevExec, "mode=755,size=64k"); err != nil {
+		return fmt.Errorf("mounting /sys/fs/cgroup: %w", err)
+	}
+	for _, v := range views {
+		if v.Name == "" || strings.Contains(v.Name, "/") {
+			continue
+		}
+		if err := os.Mkdir(dir+"/"+v.Name, 0o755); err != nil {
+			return err
+		}
+		if err := roBind(v.Dir, dir+"/"+v.Name); err != nil {
+			return err
+		}
+	}
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY|msNoSUIDDevExec, "mode=755,size=64k"); err != nil {
+		return fmt.Errorf("remounting /sys/fs/cgroup read-only: %w", err)
 	}
 	return nil
 }
