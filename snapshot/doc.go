@@ -58,7 +58,12 @@
 // trusted.strata.orig at Prepare, so a directory that was deleted and
 // recreated (no tag) becomes opaque, exactly as overlayfs would record it.
 // Both snapshotters produce the same layer bytes for the same change (see
-// the conformance suite in conformance_test.go).
+// the conformance suite in conformance_test.go and the randomized
+// TestRandomChanges). One difference is inherent: overlayfs copies a file up
+// for operations that end up changing nothing (chmod to the same mode, a
+// hardlink made then removed, an open for writing without a write), and its
+// diff carries that unchanged file; the native diff does not. Applying
+// either diff gives the same tree.
 //
 // New(s, "") picks the kind named by STRATA_SNAPSHOTTER, else overlay when an
 // overlay can be created on the store's filesystem (probed with a detached
