@@ -258,6 +258,9 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 	})
 	spec.Rootfs = ms
 	code, err := rootfs.Run(ctx, spec)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("process %q could not be started: %w", strings.Join(args, " "), err)
 	}
