@@ -152,7 +152,23 @@ func (o *overlay) tree(ctx context.Context, key string) (*node, lowerView, error
 		return nil, nil, fmt.Errorf("reading changes of %s: %w", key, err)
 	}
 	excludeMountpoints(t, lv)
+	dropIdleOpaque(t, lv)
 	return t, lv, nil
+}
+
+// dropIdleOpaque clears the opaque mark of directories with nothing below
+// them in the lower layers. overlayfs marks a directory it moves opaque
+// whether or not anything is there to hide; such a mark changes nothing,
+// and without it the diff is the one the native snapshotter writes.
+func dropIdleOpaque(n *node, lv lowerView) {
+	for _, c := range n.children {
+		if c.opaque && !lv.exists(c.rel) {
+			c.opaque = false
+		}
+		if c.isDir() {
+			dropIdleOpaque(c, lv)
+		}
+	}
 }
 
 func (o *overlay) Diff(ctx context.Context, key string, w io.Writer) error {

@@ -120,7 +120,7 @@ func randomOps(t *testing.T, root string, r *rand.Rand, n int) string {
 		newName := fmt.Sprintf("n%d", i)
 		var op string
 		var err error
-		switch r.Intn(13) {
+		switch r.Intn(14) {
 		case 0:
 			rel := filepath.Join(anyDir(), newName)
 			op = "create " + rel
@@ -204,6 +204,20 @@ func randomOps(t *testing.T, root string, r *rand.Rand, n int) string {
 				if err = os.RemoveAll(p(rel)); err == nil {
 					err = os.Mkdir(p(rel), 0o711)
 				}
+			}
+		case 13:
+			// (overlayfs without redirect_dir renames only directories that
+			// live in the upper layer alone; mv copies the others)
+			var mine []string
+			for _, d := range dirs {
+				if strings.HasPrefix(filepath.Base(d), "n") {
+					mine = append(mine, d)
+				}
+			}
+			src, rel := pick(mine), filepath.Join(anyDir(), newName)
+			op = "mv dir " + src + " " + rel
+			if src != "" && !strings.HasPrefix(rel+"/", src+"/") {
+				err = os.Rename(p(src), p(rel))
 			}
 		case 12:
 			rel := pick(files)
