@@ -249,14 +249,21 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 	if err != nil {
 		return nil, err
 	}
-	// Deleting the snapshot (its files) is off the critical path: the
-	// next steps go on while it runs; Build waits for it before returning.
-	defer b.background(func() {
-		if err := sn.Remove(context.WithoutCancel(ctx), key); err != nil {
-			b.prog.warn("removing snapshot " + key + ": " + err.Error())
+	committed := false
+	defer func() {
+		if committed {
+			return
 		}
-	})
+		// Deleting a failed step's snapshot is off the critical path;
+		// Build waits for it before returning.
+		b.background(func() {
+			if err := sn.Remove(context.WithoutCancel(ctx), key); err != nil {
+				b.prog.warn("removing snapshot " + key + ": " + err.Error())
+			}
+		})
+	}()
 	spec.Rootfs = ms
+	spec.Ephemeral = true // the upper is committed right after: no sync at unmount
 	code, err := rootfs.Run(ctx, spec)
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
@@ -268,7 +275,14 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 		return nil, &ExitError{Cmd: strings.Join(args, " "), Code: code}
 	}
 	removeStubs(ms, stubs)
-	return sn.Commit(ctx, key)
+	// CommitRemove keeps the upper directory as the unpacked layer (overlay):
+	// the next RUN over this layer needs no extraction.
+	l, err := sn.CommitRemove(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	committed = true
+	return l, nil
 }
 
 // mountStubs lists the paths the sandbox will create as mount points for
