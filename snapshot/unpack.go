@@ -73,7 +73,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) er
 		u.seen = map[string]bool{}
 	}
 	defer u.dropParent()
-	tail := &tailReader{r: r}
+	tail := &tailReader{r: ctxReader{ctx, r}}
 	tr := tar.NewReader(tail)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -87,9 +87,15 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) er
 			break
 		}
 		if err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return fmt.Errorf("unpacking layer: %w", cerr)
+			}
 			return fmt.Errorf("unpacking layer: %w: %v", ErrCorrupt, err)
 		}
 		if err := u.entry(hdr, tr); err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return fmt.Errorf("unpacking layer: %w", cerr)
+			}
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, tar.ErrHeader) {
 				return fmt.Errorf("unpacking layer: %s: %w: %v", hdr.Name, ErrCorrupt, err)
 			}
@@ -623,6 +629,20 @@ func (t *tailReader) ended() bool {
 		return true
 	}
 	return t.n%512 == 0 && t.tail == [512]byte{}
+}
+
+// ctxReader stops a read when the context is cancelled (a big file's copy
+// included).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // writerOnly hides ReadFrom so io.CopyBuffer uses our big buffer.

@@ -423,6 +423,15 @@ func TestUnpackGitArchive(t *testing.T) {
 	}
 }
 
+func TestUnpackCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := Unpack(ctx, bytes.NewReader(mkTar(t, file("a", "x", 0o644))), t.TempDir(), UnpackOptions{NoChown: true})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrCorrupt) {
+		t.Fatalf("err = %v, want context.Canceled only", err)
+	}
+}
+
 func TestUnpackEmpty(t *testing.T) {
 	for name, data := range map[string][]byte{"empty stream": nil, "only the trailer": make([]byte, 1024), "one zero block": make([]byte, 512)} {
 		if err := Unpack(context.Background(), bytes.NewReader(data), t.TempDir(), UnpackOptions{NoChown: true}); err != nil {
