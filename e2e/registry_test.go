@@ -316,6 +316,15 @@ func TestRegistryIndexPlatforms(t *testing.T) {
 			storedImage(t, e2, src)
 		}
 	}
+	// copy --platform copies one image out of the index.
+	armOnly := reg.Host + "/multi/arm:1"
+	if d := pushedDigest(t, e.ok("copy", "--platform", "linux/arm64", dest, armOnly)); d != child["linux/arm64/v8"] {
+		t.Fatalf("copy --platform linux/arm64 gave %s, want %s", d, child["linux/arm64/v8"])
+	}
+	aref, _ := name.ParseReference(armOnly)
+	if desc, err := remote.Get(aref); err != nil || !desc.MediaType.IsImage() {
+		t.Fatalf("copy --platform left %v (%v), want an image", desc, err)
+	}
 	e3 := newEnv(t)
 	e3.fails("no matching platform for linux/s390x (the index has: linux/amd64, linux/arm64/v8)", "pull", "--platform", "linux/s390x", dest)
 	notStored(t, e3, dest)

@@ -15,7 +15,8 @@ import (
 // Copy copies src to dst between repositories or registries without
 // touching the local store: blobs stream from one to the other (o.Jobs at a
 // time), and on the same registry they are mounted across repositories
-// instead of uploaded. An index is copied whole, with every platform.
+// instead of uploaded. An index is copied whole, with every platform, unless
+// o.Platform names the one platform to copy.
 func Copy(ctx context.Context, src, dst string, o Options) (*PushResult, error) {
 	op := fmt.Sprintf("copy %s %s", src, dst)
 	sref, err := o.ParseReference(src)
@@ -33,6 +34,20 @@ func Copy(ctx context.Context, src, dst string, o Options) (*PushResult, error) 
 	desc, err := getManifest(sref, o.remoteOptions(ctx, t))
 	if err != nil {
 		return nil, wrap(op, err)
+	}
+	if o.Platform != "" && desc.MediaType.IsIndex() {
+		// Only the image for one platform, as an image (not an index).
+		plat, err := o.platform()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		child, err := selectPlatform(desc.Manifest, plat)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		if desc, err = getManifest(sref.Context().Digest(child.Digest.String()), o.remoteOptions(ctx, t)); err != nil {
+			return nil, wrap(op, err)
+		}
 	}
 	wopts := o.remoteOptions(ctx, t)
 	var updates chan v1.Update

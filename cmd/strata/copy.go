@@ -11,6 +11,7 @@ import (
 func init() {
 	register(func(g *globals) *cobra.Command {
 		var rf registryFlags
+		var platform string
 		c := &cobra.Command{
 			Use:   "copy [flags] SRC DST",
 			Short: "Copy an image or index from one registry repository to another",
@@ -20,6 +21,7 @@ func init() {
 				if err != nil {
 					return err
 				}
+				o.Platform = platform
 				res, err := registry.Copy(cmd.Context(), args[0], args[1], o)
 				done()
 				if err != nil {
@@ -30,6 +32,7 @@ func init() {
 			},
 		}
 		rf.add(c.Flags())
+		c.Flags().StringVar(&platform, "platform", "", "copy only this platform's image from a multi-platform image: os/arch[/variant]")
 		return c
 	})
 }
