@@ -46,9 +46,11 @@
 // "overlay" stacks the unpacked layers as overlayfs lowerdirs under a fresh
 // upperdir/workdir per key, mounted with redirect_dir=off,index=off,
 // metacopy=off so that the upperdir alone describes the change. Its diff is
-// read straight from the upperdir without walking the lower layers: overlay
+// read straight from the upperdir without walking the lower layers (only the
+// sandbox mountpoints and opaque directories are looked up in them): overlay
 // whiteouts (0/0 character devices) become ".wh.NAME" and opaque directories
-// (trusted.overlay.opaque=y) become ".wh..wh..opq".
+// (trusted.overlay.opaque=y) become ".wh..wh..opq", unless nothing in the
+// lower layers is there to hide (overlayfs also marks directories it moves).
 //
 // "native" copies the flattened lower tree (cached per chain ID) into a fresh
 // directory per key and bind-mounts it. The copy breaks hardlinks, as an
