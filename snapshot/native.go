@@ -44,7 +44,7 @@ func (n *native) Prepare(ctx context.Context, key string, parents []v1.Layer) ([
 		return fail(err)
 	}
 	rootfs := filepath.Join(dir, "rootfs")
-	if err := copyTree(ctx, lower, rootfs, true); err != nil {
+	if err := copyTree(ctx, lower, rootfs, copyContainer); err != nil {
 		return fail(fmt.Errorf("copying the lower tree: %w", err))
 	}
 	if err := writeMeta(dir, &meta{Kind: "native", Lowers: []string{lower}}); err != nil {
@@ -69,7 +69,9 @@ func (n *native) flattened(ctx context.Context, layers []v1.Layer) (string, erro
 		for i := len(ids) - 2; i >= 0; i-- {
 			prev := filepath.Join(n.root, "native", ids[i].Hex, "fs")
 			if _, err := os.Stat(prev); err == nil {
-				if err := copyTree(ctx, prev, fs, false); err != nil {
+				// files are shared with the prefix's tree: both are
+				// immutable, and Unpack replaces files, never edits them
+				if err := copyTree(ctx, prev, fs, copyShared); err != nil {
 					return err
 				}
 				start = i + 1
@@ -300,14 +302,23 @@ func sameMeta(n *node, lp string, l *unix.Stat_t) (bool, error) {
 	return true, nil
 }
 
+// copyMode is how copyTree treats regular files.
+type copyMode int
+
+const (
+	// copyContainer: each path gets its own copy (hardlinks broken, as an
+	// overlayfs copy-up does) and each directory gets origTag.
+	copyContainer copyMode = iota
+	// copyShared: files are hardlinked to the source's (for immutable trees).
+	copyShared
+)
+
 // copyTree copies the tree src to dst (which must not exist, or be an empty
-// directory) keeping types, owners, modes, xattrs and times. Regular files
+// directory) keeping types, owners, modes, xattrs and times. Copied files
 // are reflinked where the filesystem can, else copied in the kernel
-// (copy_file_range). With tag (a container's copy), each directory gets
-// origTag and hardlinks are broken (each path gets its own copy, as
-// overlayfs copy-up does); without, hardlinks are kept.
-func copyTree(ctx context.Context, src, dst string, tag bool) error {
-	c := &copier{links: map[[2]uint64]string{}, tag: tag, root: dst}
+// (copy_file_range).
+func copyTree(ctx context.Context, src, dst string, mode copyMode) error {
+	c := &copier{tag: mode == copyContainer, share: mode == copyShared, root: dst}
 	if err := c.copy(ctx, src, dst); err != nil {
 		return fmt.Errorf("copying %s: %w", src, err)
 	}
@@ -326,9 +337,9 @@ type copiedDir struct {
 }
 
 type copier struct {
-	links map[[2]uint64]string
 	dirs  []copiedDir
 	tag   bool
+	share bool
 	root  string // may exist already (an empty directory)
 }
 
@@ -369,14 +380,8 @@ func (c *copier) copy(ctx context.Context, src, dst string) error {
 		}
 		return nil
 	case unix.S_IFREG:
-		// A container's copy breaks hardlinks, as an overlayfs copy-up
-		// does: writing one path never changes another.
-		if st.Nlink > 1 && !c.tag {
-			k := [2]uint64{st.Dev, st.Ino}
-			if first, ok := c.links[k]; ok {
-				return unix.Link(first, dst)
-			}
-			c.links[k] = dst
+		if c.share {
+			return unix.Link(src, dst)
 		}
 		if err := copyFile(src, dst); err != nil {
 			return err
