@@ -19,8 +19,8 @@ import (
 )
 
 // checkClean asserts what every container command must leave behind: no
-// mount mentioning the store root, and no container or active snapshot
-// except those of the containers named in keep (by ID).
+// mount mentioning the store root, no container or active snapshot except
+// those of the containers named in keep (by ID), and the host's /dev/null.
 func (e *env) checkClean(keep ...string) {
 	e.t.Helper()
 	mounts, err := os.ReadFile("/proc/mounts")
@@ -31,6 +31,10 @@ func (e *env) checkClean(keep ...string) {
 		if strings.Contains(line, e.Root) {
 			e.t.Errorf("mount left behind: %s", line)
 		}
+	}
+	// Nothing on the host was replaced (a rename over /dev/null once was).
+	if fi, err := os.Stat(os.DevNull); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		e.t.Errorf("/dev/null is no longer a character device: %v %v", fi.Mode(), err)
 	}
 	sort.Strings(keep)
 	for _, dir := range []string{"containers", "snapshots/active"} {
