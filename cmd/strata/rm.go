@@ -21,17 +21,23 @@ func newRmCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var errs []error
-			for _, ref := range args {
-				if err := m.Remove(cmd.Context(), ref, force); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), ref)
-			}
-			return errors.Join(errs...)
+			return eachContainer(cmd, args, func(ref string) error { return m.Remove(cmd.Context(), ref, force) })
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill and remove a running container")
 	return cmd
+}
+
+// eachContainer does f for every reference, printing those it succeeded
+// for (as docker rm and stop do) and returning every failure.
+func eachContainer(cmd *cobra.Command, refs []string, f func(ref string) error) error {
+	var errs []error
+	for _, ref := range refs {
+		if err := f(ref); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), ref)
+	}
+	return errors.Join(errs...)
 }

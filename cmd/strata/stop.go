@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,15 +20,8 @@ func newStopCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var errs []error
-			for _, ref := range args {
-				if err := m.Stop(cmd.Context(), ref, time.Duration(seconds)*time.Second); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), ref)
-			}
-			return errors.Join(errs...)
+			timeout := time.Duration(seconds) * time.Second
+			return eachContainer(cmd, args, func(ref string) error { return m.Stop(cmd.Context(), ref, timeout) })
 		},
 	}
 	cmd.Flags().IntVarP(&seconds, "time", "t", 10, "seconds to wait for the container to stop before killing it")
