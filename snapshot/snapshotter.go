@@ -137,6 +137,7 @@ func New(s *store.Store, kind string, opts ...Option) (Snapshotter, error) {
 			return nil, fmt.Errorf("opening snapshots: %w", err)
 		}
 	}
+	b.tidy()
 	switch kind {
 	case "":
 		if OverlaySupported(root) == nil {
@@ -326,6 +327,17 @@ func (b *base) List(ctx context.Context) ([]string, error) {
 		}
 	}
 	return keys, nil
+}
+
+// tidy runs Cleanup when no Prepare is running anywhere (never waiting), so
+// what a killed strata left behind goes away with the next strata command.
+func (b *base) tidy() {
+	unlock, err := flock(filepath.Join(b.root, "gc.lock"), unix.LOCK_EX|unix.LOCK_NB)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	_, _ = b.cleanup(context.Background(), false)
 }
 
 // prepareLock is held (shared) by every Prepare; Cleanup and Prune hold it
