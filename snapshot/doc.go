@@ -38,7 +38,8 @@
 //   - Cleanup removes what crashed processes left behind (temp layer
 //     directories, snapshots whose Prepare never finished); Prune also
 //     removes unpacked layers no active snapshot uses. Both wait for running
-//     Prepares (a shared lock). Neither touches active snapshots: their
+//     Prepares (a shared lock); New runs Cleanup itself when no Prepare is
+//     running, so a killed strata's leftovers go with the next command. Neither touches active snapshots: their
 //     owner (container/, builder/) removes those with Remove.
 //
 // # Snapshotters
