@@ -225,3 +225,39 @@ func TestBuildDockerfileIgnoreAndNoCacheFilter(t *testing.T) {
 		t.Errorf("--no-cache-filter two:\n got  %q\n want %q", steps, want)
 	}
 }
+
+// strata builder prune drops cache entries and lets the store free their
+// layers; the next build runs its steps again.
+func TestBuildCachePrune(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	ctx := bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nRUN head -c 100000 /dev/urandom > /r\n"})
+	iid := filepath.Join(t.TempDir(), "iid")
+	e.ok("build", "-q", "--iidfile", iid, ctx)
+	cfg := bldReadConfig(t, e, iid)
+	layer := filepath.Join(e.Root, "blobs", "sha256", strings.TrimPrefix(cfg.RootFS.DiffIDs[1], "sha256:"))
+	// the image still holds the layer: pruning the cache keeps it
+	out := e.ok("builder", "prune", "--filter", "until=1000h")
+	if !strings.Contains(out, "Removed 0 cache entries (1 kept)") {
+		t.Errorf("prune until=1000h: %q", out)
+	}
+	out = e.ok("builder", "prune", "--all")
+	if !strings.Contains(out, "Removed 1 cache entries (0 kept)") {
+		t.Errorf("prune --all: %q", out)
+	}
+	if _, err := os.Stat(layer); err != nil {
+		t.Errorf("a layer an image uses was pruned: %v", err)
+	}
+	if steps := bldSteps(t, e, ctx); len(steps) != 1 || !strings.HasPrefix(steps[0], "R ") {
+		t.Errorf("after prune: %q", steps)
+	}
+	// untagged images and their layers go with store prune; the cache pin
+	// alone kept the new layer, and --keep-storage 0 drops it
+	e.ok("builder", "prune", "--keep-storage", "0")
+	e.ok("prune", "--dangling")
+	if ents, _ := os.ReadDir(filepath.Join(e.Root, "cache", "index")); len(ents) > 0 {
+		if files, _ := os.ReadDir(filepath.Join(e.Root, "cache", "index", ents[0].Name())); len(files) > 0 {
+			t.Errorf("cache entries left after --keep-storage 0")
+		}
+	}
+}
