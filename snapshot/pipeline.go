@@ -40,14 +40,26 @@ func newPipelinedWriter(w io.Writer) *pipelinedWriter {
 	return p
 }
 
+// writeBehind is what the store's blob writer offers: start writing what it
+// holds to disk now, so that its final fsync finds little left to do.
+type writeBehind interface{ WriteBehind() error }
+
+const writeBehindEvery = 32 << 20
+
 func (p *pipelinedWriter) consume() {
 	defer close(p.done)
+	wb, _ := p.w.(writeBehind)
+	var pending int
 	for b := range p.full {
 		if p.error() == nil {
 			if _, err := p.w.Write(b); err != nil {
 				p.mu.Lock()
 				p.err = err
 				p.mu.Unlock()
+			}
+			if pending += len(b); wb != nil && pending >= writeBehindEvery {
+				pending = 0
+				_ = wb.WriteBehind() // a hint: Commit's fsync makes it durable
 			}
 		}
 		p.free <- b[:0]
