@@ -234,22 +234,20 @@ func (m *Manager) newRecord(c *Container) (*lock, error) {
 // command could not be executed. With opts.AutoRemove the container is
 // removed when the process ends.
 func (m *Manager) Run(ctx context.Context, image string, opts Options, sio IO) (int, error) {
-	// The sandbox's init (a re-exec of strata) starts while the image and
-	// snapshot are prepared.
-	var sb *rootfs.Sandbox
+	var pl *launch
 	if opts.Network == "" || opts.Network == rootfs.NetworkNone || opts.Network == rootfs.NetworkHost {
 		var err error
-		if sb, err = rootfs.Start(opts.Network); err != nil {
+		if pl, err = prelaunch(opts.Network); err != nil {
 			return rootfs.ExitSetup, err
 		}
-		defer sb.Close()
-	}
+		defer pl.close()
+	} // else create refuses the network
 	c, l, err := m.create(ctx, image, opts, true)
 	if err != nil {
 		return rootfs.ExitSetup, err
 	}
 	defer l.release()
-	code, err := m.start(ctx, c, sio, sb)
+	code, err := m.start(ctx, c, sio, pl)
 	if opts.AutoRemove {
 		if rerr := m.destroy(context.WithoutCancel(ctx), c); rerr != nil && err == nil {
 			return code, rerr
@@ -267,13 +265,13 @@ func (m *Manager) Start(ctx context.Context, ref string, sio IO) (int, error) {
 		return rootfs.ExitSetup, err
 	}
 	defer l.release()
-	sb, err := rootfs.Start(c.Host.Network) // init starts while the mounts are read
+	pl, err := prelaunch(c.Host.Network)
 	if err != nil {
 		ready(sio.Ready, err)
 		return rootfs.ExitSetup, err
 	}
-	defer sb.Close()
-	code, err := m.start(ctx, c, sio, sb)
+	defer pl.close()
+	code, err := m.start(ctx, c, sio, pl)
 	if c.Host.AutoRemove {
 		if rerr := m.destroy(context.WithoutCancel(ctx), c); rerr != nil && err == nil {
 			return code, rerr
@@ -305,9 +303,8 @@ func (m *Manager) lockRef(ref string) (*Container, *lock, error) {
 }
 
 // start runs c's process (c locked by the caller) and records how it ended.
-// sb is the sandbox started for it (rootfs.Start with c's network mode),
-// ahead, so that its init comes up while the caller prepares.
-func (m *Manager) start(ctx context.Context, c *Container, sio IO, sb *rootfs.Sandbox) (int, error) {
+// pl was made ahead for c's network mode (prelaunch).
+func (m *Manager) start(ctx context.Context, c *Container, sio IO, pl *launch) (int, error) {
 	// From here the process's fate is decided by signals, which the sandbox
 	// forwards: the caller's signal-cancelled context must not kill it, nor
 	// stop the bookkeeping after it.
@@ -329,8 +326,7 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO, sb *rootfs.Sa
 		}
 	}
 	ready(sio.Ready, nil)
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, rootfs.ForwardedSignals...)
+	<-pl.caught
 	spec := rootfs.Spec{
 		Rootfs:     mounts,
 		ReadOnly:   c.Host.ReadOnly,
@@ -343,7 +339,7 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO, sb *rootfs.Sa
 		Binds:      c.Host.Binds,
 		Tmpfs:      c.Host.Tmpfs,
 		TTY:        c.Config.Tty,
-		Signals:    sigs,
+		Signals:    pl.sigs,
 		Memory:     c.Host.Memory,
 		PidsLimit:  c.Host.PidsLimit,
 		CPUs:       c.Host.CPUs,
@@ -358,8 +354,7 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO, sb *rootfs.Sa
 	if sio.Stderr != nil {
 		spec.Stderr = outStream(sio.Stderr, c.Config.Tty)
 	}
-	code, err := sb.Run(ctx, spec)
-	signal.Stop(sigs)
+	code, err := pl.sb.Run(ctx, spec)
 	if err != nil && code == 0 {
 		code = rootfs.ExitSetup
 	}
@@ -380,6 +375,37 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO, sb *rootfs.Sa
 // unpinned reports whether c runs without a pin: the container of a
 // `run --rm`. (A directory without a record, c.ID only, may have one.)
 func (c *Container) unpinned() bool { return c.Transient && c.Host.AutoRemove }
+
+// launch is what a foreground start readies while the container is being
+// prepared: the sandbox's init (a re-exec of strata, some milliseconds) and
+// the catching of the signals the sandbox forwards to the process (a dozen
+// round trips through the Go runtime's signal thread, about a millisecond).
+type launch struct {
+	sb     *rootfs.Sandbox
+	sigs   chan os.Signal
+	caught chan struct{} // closed once sigs receives the forwarded signals
+}
+
+func prelaunch(network string) (*launch, error) {
+	sb, err := rootfs.Start(network)
+	if err != nil {
+		return nil, err
+	}
+	pl := &launch{sb: sb, sigs: make(chan os.Signal, 16), caught: make(chan struct{})}
+	go func() {
+		signal.Notify(pl.sigs, rootfs.ForwardedSignals...)
+		close(pl.caught)
+	}()
+	return pl, nil
+}
+
+// close stops catching the signals (after the container's removal, so that
+// a second Ctrl-C does not cut that short) and ends an unused sandbox.
+func (pl *launch) close() {
+	<-pl.caught
+	signal.Stop(pl.sigs)
+	pl.sb.Close()
+}
 
 // Get returns the container ref names: a full ID, a name, or a unique ID
 // prefix, in that order (as docker resolves them).
