@@ -22,27 +22,9 @@ func init() {
 			Short: "Remove build cache entries (least recently used first) and the layers only they kept",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				o := cache.PruneOptions{All: all}
-				if keep != "" {
-					n, err := units.RAMInBytes(keep)
-					if err != nil || n < 0 {
-						return fmt.Errorf("--keep-storage %q: want a size like 2GB", keep)
-					}
-					o.KeepBytes = n
-					if n == 0 {
-						o.All = true
-					}
-				}
-				if filter != "" {
-					v, ok := strings.CutPrefix(filter, "until=")
-					d, err := time.ParseDuration(v)
-					if !ok || err != nil {
-						return fmt.Errorf("--filter %q: want until=DURATION (e.g. until=24h)", filter)
-					}
-					o.Until = d
-				}
-				if keep == "" && filter == "" {
-					o.All = true
+				o, err := cachePruneOptions(keep, filter, all)
+				if err != nil {
+					return err
 				}
 				s, err := g.store()
 				if err != nil {
@@ -64,4 +46,32 @@ func init() {
 		c.AddCommand(prune)
 		return c
 	})
+}
+
+// cachePruneOptions translates the cache-pruning flags shared by
+// "strata builder prune" and "strata prune --cache".
+func cachePruneOptions(keep, filter string, all bool) (cache.PruneOptions, error) {
+	o := cache.PruneOptions{All: all}
+	if keep != "" {
+		n, err := units.RAMInBytes(keep)
+		if err != nil || n < 0 {
+			return o, fmt.Errorf("--keep-storage %q: want a size like 2GB", keep)
+		}
+		o.KeepBytes = n
+		if n == 0 {
+			o.All = true
+		}
+	}
+	if filter != "" {
+		v, ok := strings.CutPrefix(filter, "until=")
+		d, err := time.ParseDuration(v)
+		if !ok || err != nil {
+			return o, fmt.Errorf("--filter %q: want until=DURATION (e.g. until=24h)", filter)
+		}
+		o.Until = d
+	}
+	if keep == "" && filter == "" {
+		o.All = true
+	}
+	return o, nil
 }
