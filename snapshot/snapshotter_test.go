@@ -476,3 +476,15 @@ func TestPrepareVerifiesDiffID(t *testing.T) {
 		})
 	}
 }
+
+func TestValidKey(t *testing.T) {
+	long := strings.Repeat("a", 128)
+	for key, want := range map[string]bool{
+		"a": true, "0abc": true, "abc_d.e-f": true, long: true, long + "a": false,
+		"": false, "_a": false, ".a": false, "-a": false, "a/b": false, "a b": false, "../x": false, "é": false,
+	} {
+		if got := validKey(key); got != want {
+			t.Errorf("validKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+}
