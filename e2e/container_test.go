@@ -484,7 +484,7 @@ func TestContainerDiffCommit(t *testing.T) {
 	e.ok("rm", "low")
 
 	changes := `set -e
-echo two > /data/mod
+echo two-and-longer > /data/mod  # a new size: docker diff misses a same-size rewrite within the same second
 rm /data/gone /etc/group
 rm -r /data/old
 rm -r /data/redo && mkdir /data/redo && echo c > /data/redo/c
