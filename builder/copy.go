@@ -16,7 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/strata-dev/strata/store"
+	"github.com/strata-dev/strata/snapshot"
 )
 
 // layerEntry is one entry of a layer COPY writes directly (no sandbox, no
@@ -170,8 +170,8 @@ func (c *copyPlan) addData(target string, data []byte, mode int64) error {
 }
 
 // writeLayer streams the plan as a tar (sorted, so parents come first) into
-// the store and returns the layer.
-func (c *copyPlan) writeLayer(ctx context.Context, s *store.Store) (v1.Layer, error) {
+// the store with put and returns the layer.
+func (c *copyPlan) writeLayer(ctx context.Context, put func(context.Context, io.Reader) (v1.Layer, error)) (v1.Layer, error) {
 	names := make([]string, 0, len(c.entries))
 	for n := range c.entries {
 		names = append(names, n)
@@ -181,7 +181,7 @@ func (c *copyPlan) writeLayer(ctx context.Context, s *store.Store) (v1.Layer, er
 	go func() {
 		pw.CloseWithError(c.writeTar(pw, names))
 	}()
-	l, err := s.PutLayer(ctx, pr)
+	l, err := put(ctx, pr)
 	pr.CloseWithError(err)
 	return l, err
 }
@@ -263,4 +263,18 @@ func destPath(workdir, dest string) string {
 		dest += "/"
 	}
 	return dest
+}
+
+// putLayer stores a layer tar the stage's next step adds. When a RUN follows
+// in this stage, the snapshotter also extracts it in the same pass (the RUN's
+// Prepare then finds it unpacked).
+func (st *stage) putLayer(ctx context.Context, r io.Reader) (v1.Layer, error) {
+	if !st.runLater {
+		return st.b.s.PutLayer(ctx, r)
+	}
+	sn, err := st.b.snapshotter()
+	if err != nil {
+		return st.b.s.PutLayer(ctx, r)
+	}
+	return snapshot.PutLayer(ctx, sn, st.b.s, st.layers, r)
 }

@@ -364,7 +364,6 @@ func (st *stage) listSources(src *copySource, pattern string, exclude *patternma
 // placeSources puts every source into the plan following COPY's rules and
 // writes the layer.
 func (st *stage) placeSources(ctx context.Context, plan *copyPlan, a copyArgs, dest string, sources []source, fetched []fetchedURL) (v1.Layer, error) {
-	b := st.b
 	destDirHint := strings.HasSuffix(dest, "/")
 	rdest, err := plan.view.resolve(dest, true)
 	if err != nil {
@@ -432,7 +431,7 @@ func (st *stage) placeSources(ctx context.Context, plan *copyPlan, a copyArgs, d
 			return nil, err
 		}
 	}
-	return plan.writeLayer(ctx, b.s)
+	return plan.writeLayer(ctx, st.putLayer)
 }
 
 func joinRel(target, rel string) string {

@@ -52,6 +52,9 @@ type stage struct {
 	viewMu  sync.Mutex
 	noCache bool
 	cmdSet  bool // CMD given in this stage (ENTRYPOINT then keeps it)
+	// a RUN follows the instruction being run in this stage: layers it
+	// writes are also unpacked for it in the same pass (see putLayer)
+	runLater bool
 }
 
 // closure is the set of stages st needs, itself included.
@@ -89,7 +92,14 @@ func (st *stage) build(ctx context.Context) (err error) {
 	if err := st.init(ctx); err != nil {
 		return atLine(st.b.df.Name, st.ins.Location, err)
 	}
-	for _, c := range st.ins.Commands {
+	lastRun := -1
+	for i, c := range st.ins.Commands {
+		if _, ok := c.(*instructions.RunCommand); ok {
+			lastRun = i
+		}
+	}
+	for i, c := range st.ins.Commands {
+		st.runLater = i < lastRun
 		if err := st.dispatch(ctx, c); err != nil {
 			return atLine(st.b.df.Name, c.Location(), err)
 		}
@@ -532,7 +542,7 @@ func (st *stage) workdir(ctx context.Context, c *instructions.WorkdirCommand) er
 				return nil, err
 			}
 		}
-		return plan.writeLayer(ctx, st.b.s)
+		return plan.writeLayer(ctx, st.putLayer)
 	})
 }
 

@@ -62,7 +62,7 @@ func (o *overlay) unpackAll(ctx context.Context, layers []v1.Layer) ([]string, e
 	for i, l := range layers {
 		g.Go(func() error {
 			p, err := o.ensureDir(gctx, "layers", ids[i], func(fs string) error {
-				return unpackLayer(gctx, l, fs, UnpackOptions{Whiteouts: WhiteoutOverlay, Devices: os.Geteuid() == 0, NoChown: os.Geteuid() != 0})
+				return unpackLayer(gctx, l, fs, overlayUnpackOptions())
 			})
 			if err != nil {
 				d, _ := l.DiffID()

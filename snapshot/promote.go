@@ -55,8 +55,8 @@ func (o *overlay) promote(ctx context.Context, key string, l v1.Layer) error {
 		return err
 	}
 	defer unlockChain()
-	if _, err := os.Stat(final); err == nil {
-		return nil
+	if exists(final) {
+		return nil // an untrusted one is extracted again by the next Prepare
 	}
 	t, _, err := o.tree(ctx, key)
 	if err != nil {
@@ -83,7 +83,7 @@ func (o *overlay) promote(ctx context.Context, key string, l v1.Layer) error {
 		os.Remove(tmp)
 		return err
 	}
-	if err := syncFS(tmp); err != nil {
+	if err := seal(tmp); err != nil {
 		removeTree(tmp)
 		return err
 	}

@@ -507,12 +507,12 @@ func chainIDs(layers []v1.Layer) ([]v1.Hash, error) {
 }
 
 // ensureDir makes sub/HEX/fs with build unless it exists: built in a temp
-// directory, synced and renamed into place under HEX.lock, so concurrent
-// processes build it once and a crash never leaves half of it.
+// directory, sealed (see durable.go) and renamed into place under HEX.lock,
+// so concurrent processes build it once and a crash never leaves half of it.
 func (b *base) ensureDir(ctx context.Context, sub string, id v1.Hash, build func(fs string) error) (string, error) {
 	dir := filepath.Join(b.root, sub)
 	final := filepath.Join(dir, id.Hex)
-	if _, err := os.Stat(final); err == nil {
+	if ready(final) {
 		return filepath.Join(final, "fs"), nil
 	}
 	unlock, err := lockFile(filepath.Join(dir, id.Hex+".lock"))
@@ -520,8 +520,11 @@ func (b *base) ensureDir(ctx context.Context, sub string, id v1.Hash, build func
 		return "", err
 	}
 	defer unlock()
-	if _, err := os.Stat(final); err == nil {
+	if ready(final) {
 		return filepath.Join(final, "fs"), nil
+	}
+	if err := discardStale(dir, final, id.Hex); err != nil {
+		return "", fmt.Errorf("removing an unpacked layer of an earlier boot: %w", err)
 	}
 	// Under the lock, temp directories of this chain are a dead process's.
 	stale, _ := filepath.Glob(filepath.Join(dir, ".tmp-"+id.Hex+"-*"))
@@ -536,13 +539,13 @@ func (b *base) ensureDir(ctx context.Context, sub string, id v1.Hash, build func
 		removeTree(tmp)
 		return "", err
 	}
-	if err := syncFS(tmp); err != nil {
+	if err := seal(tmp); err != nil {
 		removeTree(tmp)
 		return "", err
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		removeTree(tmp)
-		if _, serr := os.Stat(final); serr == nil {
+		if ready(final) {
 			return filepath.Join(final, "fs"), nil
 		}
 		return "", err

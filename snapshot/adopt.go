@@ -1,0 +1,108 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/strata-dev/strata/store"
+)
+
+// PutLayer stores the uncompressed layer tar r in s (as s.PutLayer does)
+// and, when sn keeps each layer unpacked on its own (overlay), extracts the
+// same stream in the same pass as the unpacked form of the new layer over
+// parents, so that a snapshot over parents and the new layer needs no second
+// extraction (builds: a COPY followed by a RUN). The extraction is exactly
+// what Prepare's would be (the same Unpack over the same bytes, whose digest
+// the store checks); if it fails, the layer is simply extracted again when
+// it is needed, so only the store's error is returned.
+func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.Layer, r io.Reader) (v1.Layer, error) {
+	o, ok := sn.(*overlay)
+	if !ok {
+		return s.PutLayer(ctx, r)
+	}
+	parent, err := topChain(parents)
+	if err != nil {
+		return s.PutLayer(ctx, r)
+	}
+	// Held shared so that Cleanup (exclusive) never removes the temp
+	// directory while it is being filled.
+	unlock, err := o.prepareLock()
+	if err != nil {
+		return s.PutLayer(ctx, r)
+	}
+	defer unlock()
+	layers := filepath.Join(o.root, "layers")
+	tmp := filepath.Join(layers, ".tmp-put-"+randHex())
+	fs := filepath.Join(tmp, "fs")
+	if err := os.MkdirAll(fs, 0o755); err != nil {
+		return s.PutLayer(ctx, r)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := Unpack(ctx, pr, fs, overlayUnpackOptions())
+		// keep reading whatever follows (tar padding, or all of it after a
+		// failure) so the store's side never blocks
+		if _, cerr := io.Copy(io.Discard, pr); err == nil {
+			err = cerr
+		}
+		done <- err
+	}()
+	l, err := s.PutLayer(ctx, io.TeeReader(r, pw))
+	pw.CloseWithError(err)
+	uerr := <-done
+	if err != nil {
+		removeTree(tmp)
+		return nil, err
+	}
+	if uerr != nil || o.adopt(l, parent, tmp) != nil {
+		removeTree(tmp)
+	}
+	return l, nil
+}
+
+// adopt renames tmp into place as layers/CHAIN for l over the parent chain.
+func (o *overlay) adopt(l v1.Layer, parent, tmp string) error {
+	diffID, err := l.DiffID()
+	if err != nil {
+		return err
+	}
+	chain, err := childChain(parent, diffID)
+	if err != nil {
+		return err
+	}
+	layers := filepath.Join(o.root, "layers")
+	final := filepath.Join(layers, chain.Hex)
+	unlock, err := lockFile(filepath.Join(layers, chain.Hex+".lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if ready(final) {
+		return errors.New("already unpacked")
+	}
+	if err := discardStale(layers, final, chain.Hex); err != nil {
+		return err
+	}
+	if err := seal(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("adopting layer %s: %w", diffID, err)
+	}
+	link := filepath.Join(o.root, "l", chain.Hex[:shortLinkLen])
+	if err := os.Symlink("../layers/"+chain.Hex+"/fs", link); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return nil
+}
+
+// overlayUnpackOptions are how the overlay snapshotter extracts its layers.
+func overlayUnpackOptions() UnpackOptions {
+	return UnpackOptions{Whiteouts: WhiteoutOverlay, Devices: os.Geteuid() == 0, NoChown: os.Geteuid() != 0}
+}
