@@ -205,6 +205,16 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		u.seen[name] = true
 	}
 
+	if isRegular(hdr) && !isSparse(hdr) {
+		// the common case, a new file: no stat first, no *os.File
+		fd, err := unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			return u.newFile(fd, pfd, base, hdr, r)
+		}
+		if err != unix.EEXIST {
+			return err
+		}
+	}
 	var st unix.Stat_t
 	err = unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
 	exists := err == nil
@@ -647,3 +657,64 @@ func (c ctxReader) Read(p []byte) (int, error) {
 
 // writerOnly hides ReadFrom so io.CopyBuffer uses our big buffer.
 type writerOnly struct{ io.Writer }
+
+func isRegular(hdr *tar.Header) bool {
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont:
+		return true
+	}
+	return false
+}
+
+// newFile fills the regular file just created as fd and sets its metadata
+// through fd (as meta does by name).
+func (u *unpacker) newFile(fd, pfd int, base string, hdr *tar.Header, r io.Reader) error {
+	err := u.fill(fd, r)
+	if err == nil && !u.opts.NoChown {
+		if err = unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+			err = fmt.Errorf("chown: %w", err)
+		}
+	}
+	if err == nil {
+		if err = unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil {
+			err = fmt.Errorf("chmod: %w", err)
+		}
+	}
+	if err == nil {
+		err = u.xattrs(procPath(pfd, base), hdr, false)
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	atime := hdr.AccessTime
+	if atime.IsZero() {
+		atime = hdr.ModTime
+	}
+	return setTimes(pfd, base, atime, hdr.ModTime)
+}
+
+// fill copies r into fd with the unpacker's buffer.
+func (u *unpacker) fill(fd int, r io.Reader) error {
+	for {
+		n, rerr := r.Read(u.buf)
+		for b := u.buf[:n]; len(b) > 0; {
+			w, err := unix.Write(fd, b)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			b = b[w:]
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
