@@ -88,9 +88,16 @@ func (s *Store) Images() ([]Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.records(idx), nil
+	recs := s.records(idx)
+	for i := range recs {
+		recs[i].Size = s.imageSize(recs[i].Digest)
+	}
+	return recs, nil
 }
 
+// records groups the index's entries by image. Sizes are left out: adding
+// them up reads every manifest, which only listing needs (Images, Resolve's
+// one match).
 func (s *Store) records(idx *v1.IndexManifest) []Record {
 	byDigest := map[v1.Hash]*Record{}
 	var order []v1.Hash
@@ -115,7 +122,6 @@ func (s *Store) records(idx *v1.IndexManifest) []Record {
 	for _, h := range order {
 		r := byDigest[h]
 		sort.Strings(r.Names)
-		r.Size = s.imageSize(r.Digest)
 		out = append(out, *r)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
@@ -143,6 +149,14 @@ func (s *Store) imageSize(h v1.Hash) int64 {
 // host:5000/repo:tag), name@digest, an image ID or manifest digest, or a
 // unique prefix of one (at least 4 hex digits, with or without "sha256:").
 func (s *Store) Resolve(ref string) (Record, error) {
+	rec, err := s.resolve(ref)
+	if err == nil {
+		rec.Size = s.imageSize(rec.Digest)
+	}
+	return rec, err
+}
+
+func (s *Store) resolve(ref string) (Record, error) {
 	idx, err := s.readIndex()
 	if err != nil {
 		return Record{}, err
