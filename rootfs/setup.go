@@ -90,7 +90,13 @@ func setupRoot(cfg *initConfig) error {
 	scratch := cfg.Scratch
 	root := scratch + "/root"
 	if len(cfg.Rootfs) > 0 {
-		if err := mountRootfs(cfg.Rootfs, root, cfg.Ephemeral); err != nil {
+		// Mountpoints the image lacks come from a layer on init's tmpfs
+		// rather than being made in the container's writable layer.
+		ms, err := snapshot.WithMountpoints(cfg.Rootfs, scratch+"/mountpoints")
+		if err != nil {
+			return err
+		}
+		if err := mountRootfs(ms, root, cfg.Ephemeral); err != nil {
 			return err
 		}
 	} else if err := unix.Mount(cfg.RootfsDir, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
