@@ -99,7 +99,9 @@ func (m *Manager) create(ctx context.Context, image string, opts Options, transi
 		return nil, nil, err
 	}
 	defer release()
+	rootfs.Trace("resolve")
 	img, rec, err := m.s.Image(image)
+	rootfs.Trace("resolved")
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil, fmt.Errorf("no such image: %s", image)
@@ -138,6 +140,7 @@ func (m *Manager) create(ctx context.Context, image string, opts Options, transi
 		c.State = State{Status: Running, Pid: os.Getpid(), StartedAt: c.Created}
 	}
 	l, err := m.newRecord(c)
+	rootfs.Trace("recorded")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -166,6 +169,7 @@ func (m *Manager) create(ctx context.Context, image string, opts Options, transi
 		}
 	}
 	mounts, name, err := m.prepare(ctx, id, layers)
+	rootfs.Trace("prepared")
 	if err != nil {
 		return fail(fmt.Errorf("preparing the container's filesystem: %w", err))
 	}
@@ -248,11 +252,13 @@ func (m *Manager) Run(ctx context.Context, image string, opts Options, sio IO) (
 	}
 	defer l.release()
 	code, err := m.start(ctx, c, sio, pl)
+	rootfs.Trace("started")
 	if opts.AutoRemove {
 		if rerr := m.destroy(context.WithoutCancel(ctx), c); rerr != nil && err == nil {
 			return code, rerr
 		}
 	}
+	rootfs.Trace("destroyed")
 	return code, err
 }
 

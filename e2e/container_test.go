@@ -727,3 +727,72 @@ func TestContainerTerminal(t *testing.T) {
 	}
 	e.checkClean()
 }
+
+// TestContainerPrestart: a foreground run's init is started before strata's
+// own Go runtime (rootfs/prestart.c) and used when its network mode is the
+// run's; when the command line misleads the prestart (a --network in the
+// container's command) the run still gets the network it asked for.
+func TestContainerPrestart(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	t.Setenv("STRATA_SANDBOX_TRACE", "1")
+	ifaces := `tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' '`
+	hostIfaces := strings.Join(netIfaces(t), " ") + " "
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		want       string
+		prestarted bool
+	}{
+		{"default network", []string{"run", "--rm", "bbase", "sh", "-c", ifaces}, "lo ", true},
+		{"network none", []string{"--root", e.Root, "run", "--network=none", "--rm", "bbase", "sh", "-c", ifaces}, "lo ", true},
+		{"host network", []string{"run", "--rm", "--network", "host", "bbase", "sh", "-c", ifaces}, hostIfaces, true},
+		{"misleading command", []string{"run", "--rm", "bbase", "sh", "-c", ifaces, "--network", "host"}, "lo ", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.run(tc.args...)
+			if r.Code != 0 || r.Stdout != tc.want {
+				t.Fatalf("strata %s: exit %d, stdout %q, want %q\n%s", strings.Join(tc.args, " "), r.Code, r.Stdout, tc.want, r.Stderr)
+			}
+			if got := strings.Contains(r.Stderr, ": prestarted\n"); got != tc.prestarted {
+				t.Errorf("prestarted init used: %v, want %v\n%s", got, tc.prestarted, r.Stderr)
+			}
+		})
+	}
+	e.checkClean()
+}
+
+// TestContainerMountpointsLayer: the mountpoints an image lacks (the busybox
+// base has no /proc, /dev, /sys or /etc/hosts...) come from a layer outside
+// the container: its writable layer stays empty and /etc keeps the image's
+// attributes.
+func TestContainerMountpointsLayer(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	// The base's /etc: mode 755, mtime 0 (make-base.sh's tar).
+	if got := e.ok("run", "--rm", "bbase", "stat", "-c", "%a %u:%g %Y", "/etc"); got != "755 0:0 0\n" {
+		t.Errorf("/etc in the container: %q, want the image's %q", got, "755 0:0 0\n")
+	}
+	e.ok("run", "--name", "idle", "bbase", "sh", "-c", "test -d /proc/1 && test -c /dev/null && test -s /etc/hosts")
+	uppers, err := filepath.Glob(filepath.Join(e.Root, "snapshots", "active", "*", "upper"))
+	if err != nil || len(uppers) != 1 {
+		t.Fatalf("active snapshots: %v %v, want one", uppers, err)
+	}
+	if ents, err := os.ReadDir(uppers[0]); err != nil || len(ents) != 0 {
+		t.Errorf("writable layer of a container that wrote nothing: %v %v, want empty", ents, err)
+	}
+	if got := e.ok("diff", "idle"); got != "" {
+		t.Errorf("diff: %q, want none", got)
+	}
+	// A change in /etc copies up the image's /etc, not the mountpoints.
+	e.ok("run", "--name", "etc", "bbase", "sh", "-c", "echo x > /etc/motd")
+	if got := e.ok("diff", "etc"); got != "C /etc\nA /etc/motd\n" {
+		t.Errorf("diff: %q", got)
+	}
+	e.ok("commit", "etc", "withmotd")
+	if got := e.ok("run", "--rm", "withmotd", "sh", "-c", "ls /etc; cat /etc/motd"); got != "group\nhostname\nhosts\nmotd\npasswd\nresolv.conf\nx\n" {
+		t.Errorf("committed image: %q", got)
+	}
+	e.ok("rm", "idle", "etc")
+	e.checkClean()
+}

@@ -6,6 +6,13 @@
 // The calling binary must call IsInit first thing in main (and tests that
 // call Run, in TestMain) and hand over to InitMain when it reports true.
 //
+// Prestart: for `strata run` (in the foreground), a C constructor
+// (prestart.c, built with cgo) starts init before the Go runtime of strata
+// itself has started, so that init's start-up (an exec of this binary and
+// its Go runtime, a few milliseconds) overlaps strata's instead of following
+// it; Start adopts that init when its network mode is the one asked for and
+// kills it otherwise. Without cgo, Start always starts init itself.
+//
 // Init's life:
 //
 //  1. Staging, before its Spec is known: mounts are made private; a tmpfs
@@ -17,7 +24,8 @@
 //     Spec (JSON) over a socket; Run first puts init in the sandbox's cgroup
 //     when limits are set, so nothing of the container runs outside it.
 //  3. The root filesystem is mounted (snapshot.MountAll, or a bind of a
-//     directory), the staged /proc, /dev and /sys are moved into it, the
+//     directory; mountpoints the image lacks come from a layer on the tmpfs,
+//     snapshot.WithMountpoints), the staged /proc, /dev and /sys are moved into it, the
 //     terminal (TTY) is allocated in the container's devpts and its master
 //     passed back to Run, /etc/hosts, /etc/hostname and /etc/resolv.conf are
 //     bound in from the tmpfs (never written into the image), binds and
@@ -25,9 +33,11 @@
 //  4. The user (the image's /etc/passwd and /etc/group), environment and
 //     working directory are resolved, capabilities are cut to docker's
 //     default set (bounding set included, ambient cleared, no_new_privs),
-//     and init forks the process, relays signals to it, reaps every orphan,
-//     and exits with its status; the kernel then kills whatever is left in
-//     the PID namespace, and the mount namespace with all its mounts dies.
+//     and init forks the process, relays signals to it and reaps every
+//     orphan. When the process ends, init kills and reaps whatever is left
+//     in the PID namespace, writes the exit status on its status pipe and
+//     exits with it; Run returns on the status line, while the kernel tears
+//     down the namespaces (their mounts with them), and Close waits for that.
 //
 // Nothing is ever mounted in the host's mount namespace, so a SIGKILLed
 // strata (its init has Pdeathsig SIGKILL) leaves no mount and no process.

@@ -82,11 +82,30 @@ func InitMain() {
 	name := []byte(initArg0 + "\x00")
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	code, err := initMain()
+	status := os.NewFile(statusFD, "status")
 	if err != nil {
-		status := os.NewFile(statusFD, "status")
 		fmt.Fprintf(status, "%d %s\n", code, strings.ReplaceAll(err.Error(), "\n", " "))
+	} else {
+		// The process has ended: end the rest of the container now (as the
+		// kernel would once init exits), then tell Run the status, which
+		// can go on while the kernel tears down the namespaces.
+		killAll()
+		fmt.Fprintf(status, "%d\n", code)
 	}
 	os.Exit(code)
+}
+
+// killAll kills every other process of the sandbox's PID namespace (kill(-1)
+// from its PID 1 reaches only those) and reaps them.
+func killAll() {
+	if err := unix.Kill(-1, unix.SIGKILL); err == unix.ESRCH {
+		return // none left
+	}
+	for {
+		if _, err := unix.Wait4(-1, nil, 0, nil); err != nil && err != unix.EINTR {
+			return // ECHILD: all reaped
+		}
+	}
 }
 
 func initMain() (int, error) {

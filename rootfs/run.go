@@ -35,6 +35,7 @@ func Run(ctx context.Context, spec Spec) (exitCode int, err error) {
 	if err != nil {
 		return ExitSetup, err
 	}
+	defer sb.Close()
 	return sb.Run(ctx, spec)
 }
 

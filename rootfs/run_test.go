@@ -191,6 +191,7 @@ func TestSandboxStartClose(t *testing.T) {
 	if _, err := sb.Run(context.Background(), rootfs.Spec{RootfsDir: root, Args: []string{"true"}}); err == nil {
 		t.Error("Run with network none in a host-network sandbox succeeded")
 	}
+	sb.Close()
 	sb, _ = rootfs.Start(rootfs.NetworkHost)
 	var out bytes.Buffer
 	code, err := sb.Run(context.Background(), rootfs.Spec{RootfsDir: root, Network: rootfs.NetworkHost, Args: []string{"echo", "hi"}, Stdout: &out})

@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,18 +33,36 @@ import (
 type Sandbox struct {
 	network string
 	newNet  bool
-	proc    *os.Process
+	proc    initProc
 	conn    *os.File // our end of the config socket (SCM_RIGHTS + JSON)
 	status  *os.File // read end of init's status pipe
-	waited  chan *os.ProcessState
+	waited  chan syscall.WaitStatus
+	// line is init's status line (see InitMain), "" when the pipe ended
+	// without one; read in the background once Run has sent the config.
+	line chan string
 
 	started  chan struct{} // closed once init is created (or failed to be)
 	startErr error
 
 	mu     sync.Mutex
 	used   bool
-	ps     *os.ProcessState
+	reaped bool // init waited for
+	told   bool // init reported how the process ended: it is on its way out
 	closed bool
+}
+
+// initProc is the init process: its pid, and a pidfd (-1 without one) so
+// that a signal can never reach another process that reused the pid.
+type initProc struct {
+	pid   int
+	pidfd int
+}
+
+func (p initProc) signal(sig syscall.Signal) error {
+	if p.pidfd >= 0 {
+		return unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+	}
+	return syscall.Kill(p.pid, sig)
 }
 
 // Start starts a sandbox's init with network mode network (see
@@ -58,7 +77,19 @@ func Start(network string) (*Sandbox, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("running a container needs root (rootless sandboxes are not supported)")
 	}
-	sb := &Sandbox{network: network, newNet: newNet, started: make(chan struct{}), waited: make(chan *os.ProcessState, 1)}
+	sb := &Sandbox{network: network, newNet: newNet, started: make(chan struct{}), waited: make(chan syscall.WaitStatus, 1), line: make(chan string, 1)}
+	if p, ok := takePrestarted(); ok {
+		if p.newNet == newNet {
+			tr("prestarted")
+			sb.proc = initProc{pid: p.pid, pidfd: p.pidfd}
+			sb.conn = os.NewFile(uintptr(p.conn), "config")
+			sb.status = os.NewFile(uintptr(p.status), "status")
+			go sb.reap()
+			close(sb.started)
+			return sb, nil
+		}
+		p.discard()
+	}
 	go func() {
 		defer close(sb.started)
 		sb.startErr = sb.start()
@@ -101,13 +132,18 @@ func (sb *Sandbox) start() error {
 		net = argNewNet
 	}
 	tr("starting")
+	// syscall.ForkExec rather than os.StartProcess: the os package probes
+	// the kernel's pidfd support with a fork of its own first (~0.3ms on the
+	// way to every sandbox's first start).
+	pidfd := -1
 	// init's stdio are /dev/null until Run passes the process's own.
-	proc, err := os.StartProcess("/proc/self/exe", []string{initArg0}, &os.ProcAttr{
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{initArg0}, &syscall.ProcAttr{
 		Env:   initEnviron(net + ":" + scratch),
-		Files: []*os.File{null, null, null, child, stW},
+		Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), child.Fd(), stW.Fd()},
 		Sys: &syscall.SysProcAttr{
 			Cloneflags: flags,
 			Pdeathsig:  syscall.SIGKILL,
+			PidFD:      &pidfd,
 		},
 	})
 	if err != nil {
@@ -116,16 +152,66 @@ func (sb *Sandbox) start() error {
 		return fmt.Errorf("sandbox: starting init: %w", err)
 	}
 	tr("started")
-	sb.proc, sb.conn, sb.status = proc, conn, stR
-	go func() {
-		ps, _ := proc.Wait()
-		sb.waited <- ps
-	}()
+	sb.proc, sb.conn, sb.status = initProc{pid: pid, pidfd: pidfd}, conn, stR
+	go sb.reap()
 	return nil
 }
 
+// reap waits for init to end and sends its status on sb.waited.
+func (sb *Sandbox) reap() {
+	sb.waited <- wait4(sb.proc.pid)
+}
+
+func wait4(pid int) syscall.WaitStatus {
+	var ws syscall.WaitStatus
+	for {
+		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != syscall.EINTR {
+			return ws
+		}
+	}
+}
+
+// prestarted is an init prestart.c started before the Go runtime did.
+type prestarted struct {
+	pid, pidfd, conn, status int
+	newNet                   bool
+}
+
+// discard kills an init Start cannot use and reaps it in the background.
+func (p prestarted) discard() {
+	_ = initProc{pid: p.pid, pidfd: p.pidfd}.signal(syscall.SIGKILL)
+	unix.Close(p.conn)
+	unix.Close(p.status)
+	go func() {
+		wait4(p.pid)
+		if p.pidfd >= 0 {
+			unix.Close(p.pidfd)
+		}
+	}()
+}
+
+// readLine reads init's status line: up to the first newline, or all there
+// is when the pipe ends first (init died before writing one).
+func (sb *Sandbox) readLine() {
+	var buf []byte
+	b := make([]byte, 512)
+	for len(buf) < 64<<10 {
+		n, err := sb.status.Read(b)
+		buf = append(buf, b[:n]...)
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			buf = buf[:i]
+			break
+		}
+		if err != nil {
+			break
+		}
+	}
+	sb.line <- string(buf)
+}
+
 // Close ends an unused sandbox (killing its init) and releases what Start
-// opened. It returns once init is gone.
+// opened. It returns once init is gone: after Run, once the kernel has
+// torn down the sandbox's namespaces.
 func (sb *Sandbox) Close() error {
 	<-sb.started
 	sb.mu.Lock()
@@ -137,9 +223,15 @@ func (sb *Sandbox) Close() error {
 	if sb.startErr != nil {
 		return nil
 	}
-	if sb.ps == nil {
-		_ = sb.proc.Kill()
-		sb.ps = <-sb.waited
+	if !sb.reaped {
+		if !sb.told {
+			_ = sb.proc.signal(syscall.SIGKILL)
+		}
+		<-sb.waited
+		sb.reaped = true
+	}
+	if sb.proc.pidfd >= 0 {
+		unix.Close(sb.proc.pidfd)
 	}
 	sb.conn.Close()
 	sb.status.Close()
@@ -147,7 +239,10 @@ func (sb *Sandbox) Close() error {
 }
 
 // Run runs spec in the sandbox and waits for it to end, as the package's
-// Run does; the sandbox is closed when it returns.
+// Run does, except that it may return while init, its process ended and
+// every other process of the container killed, is still on its way out (the
+// kernel tearing down its namespaces takes a millisecond or two): the
+// caller can clean up meanwhile, then Close, which waits for init to be gone.
 func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error) {
 	sb.mu.Lock()
 	if sb.used || sb.closed {
@@ -156,7 +251,6 @@ func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error)
 	}
 	sb.used = true
 	sb.mu.Unlock()
-	defer sb.Close()
 
 	<-sb.started
 	if sb.startErr != nil {
@@ -193,7 +287,7 @@ func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error)
 		}()
 		// init reads its config only once it is in the cgroup: no process
 		// of the container ever runs outside it.
-		if err := cg.add(sb.proc.Pid); err != nil {
+		if err := cg.add(sb.proc.pid); err != nil {
 			return ExitSetup, fmt.Errorf("sandbox: %w", err)
 		}
 		cfg.Cgroups = cg.views
@@ -201,10 +295,10 @@ func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error)
 	tr("sending")
 	if err := sb.send(cfg, s.files); err != nil {
 		// init died before reading its config: its status says why.
-		_ = sb.proc.Kill()
-		ps := <-sb.waited
+		_ = sb.proc.signal(syscall.SIGKILL)
+		<-sb.waited
 		sb.mu.Lock()
-		sb.ps = ps
+		sb.reaped = true
 		sb.mu.Unlock()
 		if msg, _ := io.ReadAll(io.LimitReader(sb.status, 64<<10)); len(msg) > 0 {
 			_, m, _ := strings.Cut(strings.TrimSpace(string(msg)), " ")
@@ -212,6 +306,7 @@ func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error)
 		}
 		return ExitSetup, fmt.Errorf("sandbox: starting init: %w", err)
 	}
+	go sb.readLine()
 	s.closeChildEnds()
 	if spec.TTY {
 		// Without a terminal, init failed before making it: its status
@@ -286,21 +381,39 @@ func (sb *Sandbox) wait(ctx context.Context, spec *Spec, s *stdio) (int, error) 
 	if s.pty != nil {
 		ttyDone, detach = s.pty.attach(spec.Stdin, spec.Stdout)
 	}
-	var ps *os.ProcessState
-	var ctxErr error
-	for ps == nil {
+	var (
+		ws            syscall.WaitStatus
+		reaped, gotLn bool
+		line          string
+		ctxErr        error
+	)
+	// The process has ended once init has told how (a status line) or is
+	// gone (then its line, if any, is there to read).
+	for !gotLn || (line == "" && !reaped) {
 		select {
-		case ps = <-sb.waited:
+		case ws = <-sb.waited:
+			reaped = true
+			if !gotLn {
+				line, gotLn = <-sb.line, true
+			}
+		case line = <-sb.line:
+			gotLn = true
 		case sig := <-spec.Signals:
-			_ = sb.proc.Signal(sig)
+			if sig, ok := sig.(syscall.Signal); ok {
+				_ = sb.proc.signal(sig)
+			}
 		case <-ctx.Done():
 			ctxErr = ctx.Err()
-			_ = sb.proc.Kill()
-			ps = <-sb.waited
+			_ = sb.proc.signal(syscall.SIGKILL)
+			ws, reaped = <-sb.waited, true
+			if !gotLn {
+				line, gotLn = <-sb.line, true
+			}
 		}
 	}
 	sb.mu.Lock()
-	sb.ps = ps
+	sb.reaped = reaped
+	sb.told = line != ""
 	sb.mu.Unlock()
 	tr("waited")
 	if ttyDone != nil {
@@ -311,16 +424,17 @@ func (sb *Sandbox) wait(ctx context.Context, spec *Spec, s *stdio) (int, error) 
 	if ctxErr != nil {
 		return exitSignalBase + int(syscall.SIGKILL), ctxErr
 	}
-	if status, _ := io.ReadAll(io.LimitReader(sb.status, 64<<10)); len(status) > 0 {
-		codeStr, msg, _ := strings.Cut(strings.TrimRight(string(status), "\n"), " ")
+	if line != "" {
+		// "CODE" when the process ended, "CODE MESSAGE" when init failed.
+		codeStr, msg, hasMsg := strings.Cut(line, " ")
 		code, err := strconv.Atoi(codeStr)
 		if err != nil {
-			code = ExitSetup
+			return ExitSetup, fmt.Errorf("sandbox: init said %q", line)
 		}
-		return code, errors.New(msg)
+		if hasMsg {
+			return code, errors.New(msg)
+		}
+		return code, nil
 	}
-	if ps == nil {
-		return ExitSetup, errors.New("sandbox: lost init")
-	}
-	return exitStatus(ps.Sys().(syscall.WaitStatus)), nil
+	return exitStatus(ws), nil
 }

@@ -37,3 +37,7 @@ func traceFlush() {
 		traceBuf = nil
 	}
 }
+
+// Trace prints a timestamped line when STRATA_SANDBOX_TRACE is set: for
+// callers timing their own steps around a sandbox's start.
+func Trace(what string) { tr(what) }

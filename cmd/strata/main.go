@@ -18,8 +18,11 @@ func main() {
 		rootfs.InitMain()
 		return
 	}
+	rootfs.Trace("main")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, os.Args[1:])
+	rootfs.Trace("executed")
 	stop()
+	rootfs.Trace("exit")
 	os.Exit(code)
 }
