@@ -721,6 +721,11 @@ func TestContainerTerminal(t *testing.T) {
 	if want := "tty\r\n30 100\r\nxterm\r\n"; got != want {
 		t.Errorf("run -it: %q, want %q", got, want)
 	}
+	// -t without -i: the terminal takes the size of strata's stdout (which,
+	// stdin not attached, stays in cooked mode, as with docker: \r\r\n).
+	if got := inTerminal("", strataBin+` run --rm -t bbase stty size`); strings.TrimRight(got, "\r\n") != "30 100" {
+		t.Errorf("run -t: %q, want %q", got, "30 100")
+	}
 	got = inTerminal("hello\n", strataBin+` run --rm -i bbase sh -c 'test -t 0 || echo stdin-pipe; test -t 1 || echo stdout-pipe; head -n 1'`)
 	if !strings.HasSuffix(got, "stdin-pipe\r\nstdout-pipe\r\nhello\r\n") {
 		t.Errorf("run -i in a terminal: %q", got)

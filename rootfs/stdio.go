@@ -27,7 +27,7 @@ func (s *stdio) open(spec *Spec, cfg *initConfig) error {
 		}
 		s.child = append(s.child, f)
 		s.files = [3]*os.File{f, f, f}
-		cfg.Winsize = termSize(spec.Stdin)
+		cfg.Winsize = termSize(spec.Stdin, spec.Stdout)
 		return nil
 	}
 	var devnull *os.File

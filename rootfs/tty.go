@@ -61,10 +61,21 @@ func openContainerPty(devpts string, ws *unix.Winsize) (*os.File, string, error)
 	return master, path, nil
 }
 
-// termSize is the window size of stdin when it is a terminal.
-func termSize(stdin io.Reader) *unix.Winsize {
-	if f, ok := stdin.(*os.File); ok {
-		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
+// termFD is the descriptor of the caller's terminal: stdin's when it is
+// one, else stdout's (`run -t` without -i), as docker takes the size.
+func termFD(stdin io.Reader, stdout io.Writer) (int, bool) {
+	for _, s := range []any{stdin, stdout} {
+		if f, ok := s.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			return int(f.Fd()), true
+		}
+	}
+	return -1, false
+}
+
+// termSize is the window size of the caller's terminal (termFD), if any.
+func termSize(stdin io.Reader, stdout io.Writer) *unix.Winsize {
+	if fd, ok := termFD(stdin, stdout); ok {
+		if ws, err := unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ); err == nil {
 			return ws
 		}
 	}
@@ -72,9 +83,9 @@ func termSize(stdin io.Reader) *unix.Winsize {
 }
 
 // attach connects the pty to the caller's streams until the sandbox ends:
-// stdin is put in raw mode and its window size followed when it is a
-// terminal. done is closed once all output was copied to stdout; detach
-// restores the terminal.
+// stdin is put in raw mode when it is a terminal, and the window size of
+// the caller's terminal (termFD) is followed. done is closed once all
+// output was copied to stdout; detach restores the terminal.
 func (p *pty) attach(stdin io.Reader, stdout io.Writer) (done <-chan struct{}, detach func()) {
 	restore := func() {}
 	stopWinch := func() {}
@@ -83,6 +94,8 @@ func (p *pty) attach(stdin io.Reader, stdout io.Writer) (done <-chan struct{}, d
 		if st, err := term.MakeRaw(fd); err == nil {
 			restore = func() { _ = term.Restore(fd, st) }
 		}
+	}
+	if fd, ok := termFD(stdin, stdout); ok {
 		resize := func() {
 			if ws, err := unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ); err == nil {
 				_ = unix.IoctlSetWinsize(p.masterFD, unix.TIOCSWINSZ, ws)
