@@ -165,7 +165,9 @@ func (b *builder) snapshotter() (snapshot.Snapshotter, error) {
 	if b.snap != nil {
 		return b.snap, nil
 	}
-	var opts []snapshot.Option
+	// RUN layers keep the /proc, /dev and /sys mountpoints the base lacked,
+	// as BuildKit's do.
+	opts := []snapshot.Option{snapshot.WithSystemMountpoints()}
 	if b.epoch != nil {
 		opts = append(opts, snapshot.WithSourceDateEpoch(*b.epoch))
 	}
@@ -264,6 +266,9 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 	}()
 	spec.Rootfs = ms
 	spec.Ephemeral = true // the upper is committed right after: no sync at unmount
+	if err := snapshot.MakeSystemMountpoints(ms); err != nil {
+		return nil, err
+	}
 	code, err := rootfs.Run(ctx, spec)
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("interrupted: %w", ctx.Err())

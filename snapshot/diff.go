@@ -143,8 +143,11 @@ func walkUpper(ctx context.Context, dir *node) error {
 // times, and holds nothing else).
 var SandboxMountpoints = []string{"etc/hosts", "etc/hostname", "etc/resolv.conf", "proc", "sys", "dev"}
 
-func excludeMountpoints(root *node, lv lowerView) {
+func excludeMountpoints(root *node, lv lowerView, keepSys bool) {
 	for _, p := range SandboxMountpoints {
+		if keepSys && !strings.Contains(p, "/") {
+			continue // proc, sys, dev (WithSystemMountpoints)
+		}
 		dir, base := path.Split(p)
 		parent := root
 		if dir != "" {

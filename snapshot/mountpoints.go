@@ -137,3 +137,48 @@ func copyDirAttrs(src, dst string) error {
 	ts := []unix.Timespec{st.Atim, st.Mtim}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
+
+// systemMountpoints are the directories the sandbox mounts its /proc, /dev
+// and /sys on.
+var systemMountpoints = []string{"proc", "dev", "sys"}
+
+// MakeSystemMountpoints makes, in the writable layer of mounts (an overlay's
+// upper directory, or a bound directory), the /proc, /dev and /sys
+// directories the container's filesystem lacks, mode 0755, as runc makes
+// them for BuildKit's RUN: with WithSystemMountpoints, the layer committed
+// afterwards has them.
+func MakeSystemMountpoints(mounts []Mount) error {
+	if len(mounts) != 1 {
+		return nil
+	}
+	m := mounts[0]
+	var top string
+	var stack overlayLower
+	switch m.Type {
+	case "overlay":
+		lowers, _ := overlayOptions(m.Options)
+		for _, o := range m.Options {
+			if v, ok := strings.CutPrefix(o, "upperdir="); ok {
+				top = v
+			}
+		}
+		if top == "" {
+			return nil
+		}
+		stack = append(overlayLower{top}, lowers...)
+	case "bind", "rbind":
+		top = m.Source
+		stack = overlayLower{top}
+	default:
+		return nil
+	}
+	for _, d := range systemMountpoints {
+		if _, ok := stack.lookup(d); ok {
+			continue
+		}
+		if err := os.Mkdir(filepath.Join(top, d), 0o755); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("making the /%s mountpoint: %w", d, err)
+		}
+	}
+	return nil
+}

@@ -119,7 +119,7 @@ func (n *native) tree(ctx context.Context, key string) (*node, lowerView, error)
 		return nil, nil, fmt.Errorf("reading changes of %s: %w", key, err)
 	}
 	lv := dirLower(lower)
-	excludeMountpoints(root, lv)
+	excludeMountpoints(root, lv, n.keepSys)
 	return root, lv, nil
 }
 

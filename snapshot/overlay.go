@@ -151,7 +151,7 @@ func (o *overlay) tree(ctx context.Context, key string) (*node, lowerView, error
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading changes of %s: %w", key, err)
 	}
-	excludeMountpoints(t, lv)
+	excludeMountpoints(t, lv, o.keepSys)
 	dropIdleOpaque(t, lv)
 	return t, lv, nil
 }

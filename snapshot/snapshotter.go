@@ -108,6 +108,14 @@ func WithSourceDateEpoch(t time.Time) Option {
 	return func(b *base) { b.epoch = &t }
 }
 
+// WithSystemMountpoints makes Diff and Commit keep the empty /proc, /dev and
+// /sys directories made as the sandbox's mountpoints (MakeSystemMountpoints)
+// where the lower layers lack them, as BuildKit's RUN layers have them.
+// Without it they are left out like the other SandboxMountpoints.
+func WithSystemMountpoints() Option {
+	return func(b *base) { b.keepSys = true }
+}
+
 // New returns a snapshotter over the store. kind is "overlay", "native" or
 // "": the STRATA_SNAPSHOTTER environment variable when set, else overlay
 // when it can be created on the store's filesystem, else native.
@@ -195,6 +203,8 @@ type base struct {
 	s     *store.Store
 	root  string
 	epoch *time.Time
+	// keepSys keeps empty /proc, /dev and /sys mountpoints in diffs.
+	keepSys bool
 }
 
 // meta is an active snapshot's record (active/KEY/meta.json). It is written
