@@ -651,3 +651,19 @@ func TestBuildStdinAndProgress(t *testing.T) {
 		t.Errorf("json progress:\n%s", r.Stderr)
 	}
 }
+
+// TestBuildRunMountpoints: a RUN over a base without /proc, /dev and /sys
+// leaves them as empty directories in its layer, as BuildKit's RUN does
+// (runc makes them); a COPY-only build does not have them, and the sandbox's
+// /etc files never reach a layer.
+func TestBuildRunMountpoints(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	ctx := bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nRUN true\n", "f": "x"})
+	tree, _ := bldBuild(t, e, ctx, "runmp")
+	bldCheckTree(t, tree, []bldFile{dir("/proc", 0o755), dir("/dev", 0o755), dir("/sys", 0o755),
+		absent("/etc/hosts"), absent("/etc/hostname"), absent("/etc/resolv.conf"), absent("/proc/1")})
+	ctx = bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nCOPY f /f\n", "f": "x"})
+	tree, _ = bldBuild(t, e, ctx, "copymp")
+	bldCheckTree(t, tree, []bldFile{reg("/f", 0o644, "x"), absent("/proc"), absent("/dev"), absent("/sys")})
+}
