@@ -95,6 +95,12 @@ __attribute__((constructor)) static void strata_prestart(int argc, char **argv, 
 	if (null < 0) {
 		goto fail;
 	}
+	if (sp[0] < 3 || sp[1] < 3 || st[0] < 3 || st[1] < 3 || null < 3) {
+		// strata started without its stdio: the child's dup3s onto 0-2
+		// would clobber these; leave the start to rootfs.Start.
+		close(null);
+		goto fail;
+	}
 	char envInit[64 + sizeof(SCRATCH)], envProcs[32];
 	snprintf(envInit, sizeof envInit, "_STRATA_SANDBOX_INIT=%s:%s", mode == 1 ? "newnet" : "hostnet", SCRATCH);
 	snprintf(envProcs, sizeof envProcs, "GOMAXPROCS=%d", cpu_count());
