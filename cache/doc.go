@@ -20,6 +20,9 @@
 //	stat/CTXHASH   the stat cache of one build context directory (binary:
 //	               path, device, inode, size, mtime, ctime, SHA-256)
 //	mounts/ID      the directories of RUN --mount=type=cache
+//	lineage/KK/L   the layer a step's lineage (its key without the content
+//	               of its inputs) produced last: a hint a rerun starts from
+//	               (see lineage.go)
 //
 // An entry whose layer blob changed identity (inode, size, mtime, ctime)
 // since it was verified is hashed again; a missing or damaged blob is a miss

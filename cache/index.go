@@ -63,7 +63,15 @@ func (i *Index) Put(key string, e Entry) error {
 	if err != nil {
 		return err
 	}
-	p := i.path(key)
+	if err := writeAtomic(i.path(key), b); err != nil {
+		return fmt.Errorf("recording cache entry: %w", err)
+	}
+	return nil
+}
+
+// writeAtomic writes b to p through a temp file renamed into place, so
+// readers see the old content or the new, never a part.
+func writeAtomic(p string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
@@ -82,7 +90,7 @@ func (i *Index) Put(key string, e Entry) error {
 	}
 	if err := os.Rename(f.Name(), p); err != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("recording cache entry: %w", err)
+		return err
 	}
 	return nil
 }

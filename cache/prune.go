@@ -73,6 +73,15 @@ func (i *Index) Prune(o PruneOptions) (PruneResult, error) {
 		res.Kept[x.k] = x.e
 	}
 	if o.All {
+		i.pruneLineage(nil)
+	} else {
+		keep := map[string]bool{}
+		for _, e := range res.Kept {
+			keep[e.DiffID] = true
+		}
+		i.pruneLineage(keep)
+	}
+	if o.All {
 		mounts, _ := os.ReadDir(filepath.Join(i.dir, "mounts"))
 		for _, m := range mounts {
 			if err := os.RemoveAll(filepath.Join(i.dir, "mounts", m.Name())); err == nil {
