@@ -33,7 +33,7 @@ func TestLineage(t *testing.T) {
 		t.Error("an invalid digest was recorded")
 	}
 	// a damaged record (e.g. cut short by a power loss) is no hint
-	if err := os.WriteFile(idx.lineagePath(lb), []byte("sha256:12"), 0o600); err != nil {
+	if err := writeAtomic(idx.lineagePath(lb), []byte("sha256:12")); err != nil {
 		t.Fatal(err)
 	}
 	if got, ok := idx.Previous(lb); ok {
