@@ -568,6 +568,50 @@ func TestRegistryFaults(t *testing.T) {
 	}
 }
 
+// A blob damaged in the store after it was written goes out as it is (push
+// does not hash it again): the registry refuses it, the push fails with one
+// line naming the blob, nothing is tagged, and fsck lists the same blob.
+func TestRegistryPushDamagedBlob(t *testing.T) {
+	isolateDockerConfig(t)
+	reg := startRegistry(t, regAnonymous)
+	e := newEnv(t)
+	writeLocalImage(t, e, "img", 2, 256<<10, "linux/amd64")
+	e.ok("push", "-q", "img", reg.Host+"/damage/ok:1")
+
+	s := mustStore(t, e)
+	img, _, err := s.Image("img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := s.CompressedBlob(cf.RootFS.DiffIDs[1], store.Gzip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(s.BlobPath(blob), 0o644)
+	f, err := os.OpenFile(s.BlobPath(blob), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("damage"), 100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	dest := reg.Host + "/damage/img:1"
+	e.fails("push "+dest+": the registry refused blob "+blob.String()+": the local copy is damaged (its content is sha256:", "push", "img", dest)
+	ref, _ := name.ParseReference(dest)
+	if _, err := remote.Head(ref); err == nil {
+		t.Fatalf("a refused push left %s tagged", dest)
+	}
+	if r := e.run("fsck"); r.Code == 0 || !strings.Contains(r.Stdout+r.Stderr, blob.Hex) {
+		t.Fatalf("fsck after damage: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
 // credHelperScript is a docker credential helper (the protocol of
 // docker-credential-helpers) that keeps credentials as files in $CREDS_DIR.
 const credHelperScript = `#!/bin/sh

@@ -1,7 +1,9 @@
 package registry
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/strata-dev/strata/store"
@@ -62,7 +65,7 @@ func Push(ctx context.Context, s *store.Store, src, dst string, o Options) (*Pus
 	}
 	pimg := progressImage(img, o.progress())
 	if err := remote.Write(ref, pimg, o.remoteOptions(ctx, t)...); err != nil {
-		return nil, wrap(op, err)
+		return nil, fmt.Errorf("%s: %w", op, refused(ctx, explain(err), img))
 	}
 	reportSkipped(pimg)
 	d, err := img.Digest()
@@ -83,7 +86,7 @@ func PushIndex(ctx context.Context, s *store.Store, srcs []string, dst string, o
 	}
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	seen := map[string]string{}
-	var added []v1.Image
+	var added, imgs []v1.Image
 	for _, src := range srcs {
 		img, err := localImage(ctx, s, src, &o)
 		if err != nil {
@@ -102,6 +105,7 @@ func PushIndex(ctx context.Context, s *store.Store, srcs []string, dst string, o
 			return nil, fmt.Errorf("%s: %s and %s are both %s", op, other, src, ps)
 		}
 		seen[ps] = src
+		imgs = append(imgs, img)
 		pimg := progressImage(img, o.progress())
 		added = append(added, pimg)
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
@@ -114,7 +118,7 @@ func PushIndex(ctx context.Context, s *store.Store, srcs []string, dst string, o
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if err := remote.WriteIndex(ref, idx, o.remoteOptions(ctx, t)...); err != nil {
-		return nil, wrap(op, err)
+		return nil, fmt.Errorf("%s: %w", op, refused(ctx, explain(err), imgs...))
 	}
 	for _, img := range added {
 		reportSkipped(img)
@@ -125,6 +129,89 @@ func PushIndex(ctx context.Context, s *store.Store, srcs []string, dst string, o
 	}
 	size, _ := idx.Size()
 	return &PushResult{Ref: ref.String(), Digest: d, Size: size}, nil
+}
+
+// refused explains a push the registry refused because an upload did not
+// match its digest (DIGEST_INVALID). Blobs go out as the store has them,
+// without being hashed again on the way (the store checked each one when it
+// was written, and the registry checks every upload before it keeps it), so
+// a blob damaged on disk since then is caught by the registry and the
+// manifest is never put. Only on this error are the images' blobs hashed, to
+// name the damaged one; when none is, the registry's message stands.
+func refused(ctx context.Context, err error, imgs ...v1.Image) error {
+	var te *transport.Error
+	if !errors.As(err, &te) || !hasCode(te, transport.DigestInvalidErrorCode) {
+		return err
+	}
+	for _, img := range imgs {
+		want, got, derr := damagedBlob(ctx, img)
+		if derr != nil {
+			return err
+		}
+		if want != got {
+			return fmt.Errorf("the registry refused blob %s: the local copy is damaged (its content is %s; strata fsck lists the damage): %w",
+				want, got, store.ErrDigestMismatch)
+		}
+	}
+	return err
+}
+
+func hasCode(te *transport.Error, code transport.ErrorCode) bool {
+	for _, d := range te.Errors {
+		if d.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+// damagedBlob hashes img's config and layer blobs as they would be pushed
+// and returns the first whose content does not match its digest (want !=
+// got), or want == got when all match.
+func damagedBlob(ctx context.Context, img v1.Image) (want, got v1.Hash, err error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return want, got, err
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return want, got, err
+	}
+	if got, _, err = v1.SHA256(bytes.NewReader(cfg)); err != nil || got != m.Config.Digest {
+		return m.Config.Digest, got, err
+	}
+	ls, err := img.Layers()
+	if err != nil {
+		return want, got, err
+	}
+	for _, l := range ls {
+		if want, err = l.Digest(); err != nil {
+			return want, want, err
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return want, want, err
+		}
+		got, _, err = v1.SHA256(ctxReader{ctx, rc})
+		rc.Close()
+		if err != nil || got != want {
+			return want, got, err
+		}
+	}
+	return want, want, nil
+}
+
+// ctxReader stops a long read when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // localImage is the stored image src, compressed for the wire.

@@ -1,22 +1,28 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
@@ -167,3 +173,61 @@ func TestPullResumesAndRejectsCorruption(t *testing.T) {
 }
 
 func emptyOCI() v1.Image { return mutate.ConfigMediaType(mustEmpty(), types.OCIConfigJSON) }
+
+// A blob damaged in the store after it was written is pushed as it is (push
+// does not hash it again): the registry refuses the upload, the push fails
+// naming the blob and nothing is tagged. An upload damaged on the way is
+// refused too, without blaming the local copy.
+func TestPushRefusesDamagedBlob(t *testing.T) {
+	ctx := context.Background()
+	s, img := newLocal(t, "img:1", 2)
+	if _, err := Push(ctx, s, "img:1", testRegistry(t, nil)+"/a/img:1", testOptions()); err != nil {
+		t.Fatal(err)
+	}
+
+	var mangle atomic.Bool
+	host := testRegistry(t, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if mangle.Load() && r.Method == http.MethodPatch {
+			b, _ := io.ReadAll(r.Body)
+			b[len(b)/2] ^= 0xff
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		next.ServeHTTP(w, r)
+	})
+	mangle.Store(true)
+	dst := host + "/mangled/img:1"
+	_, err := Push(ctx, s, "img:1", dst, testOptions())
+	if err == nil || errors.Is(err, store.ErrDigestMismatch) || !strings.Contains(err.Error(), "push "+dst+": digest invalid") {
+		t.Fatalf("push through a mangling proxy: %v, want the registry's digest invalid", err)
+	}
+	mangle.Store(false)
+
+	diffIDs, _ := img.ConfigFile()
+	d := diffIDs.RootFS.DiffIDs[1]
+	blob, err := s.CompressedBlob(d, store.Gzip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.BlobPath(blob)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, b, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := v1.SHA256(bytes.NewReader(b))
+	dst = host + "/damaged/img:1"
+	_, err = Push(ctx, s, "img:1", dst, testOptions())
+	want := fmt.Sprintf("push %s: the registry refused blob %s: the local copy is damaged (its content is %s; strata fsck lists the damage): digest mismatch", dst, blob, got)
+	if err == nil || err.Error() != want || !errors.Is(err, store.ErrDigestMismatch) {
+		t.Fatalf("push of a damaged blob: %v\nwant %s", err, want)
+	}
+	ref, _ := name.ParseReference(dst)
+	var te *transport.Error
+	if _, err := remote.Head(ref); !errors.As(err, &te) || te.StatusCode != http.StatusNotFound {
+		t.Fatalf("a refused push left %s tagged (HEAD: %v)", dst, err)
+	}
+}
