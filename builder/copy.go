@@ -276,5 +276,5 @@ func (st *stage) putLayer(ctx context.Context, r io.Reader) (v1.Layer, error) {
 	if err != nil {
 		return st.b.s.PutLayer(ctx, r)
 	}
-	return snapshot.PutLayer(ctx, sn, st.b.s, st.layers, r)
+	return snapshot.PutLayer(ctx, sn, st.b.s, st.layers, nil, r)
 }

@@ -13,14 +13,20 @@ import (
 )
 
 // PutLayer stores the uncompressed layer tar r in s (as s.PutLayer does)
-// and, when sn keeps each layer unpacked on its own (overlay), extracts the
-// same stream in the same pass as the unpacked form of the new layer over
-// parents, so that a snapshot over parents and the new layer needs no second
-// extraction (builds: a COPY followed by a RUN). The extraction is exactly
-// what Prepare's would be (the same Unpack over the same bytes, whose digest
-// the store checks); if it fails, the layer is simply extracted again when
-// it is needed, so only the store's error is returned.
-func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.Layer, r io.Reader) (v1.Layer, error) {
+// and, when sn keeps each layer unpacked on its own (overlay), also makes
+// the new layer's unpacked form over parents, so that a snapshot over
+// parents and the new layer needs no extraction of its own (builds: a COPY
+// followed by a RUN).
+//
+// prev, when not nil, is a layer the same step produced before over the same
+// parents (a hint: nothing is assumed about its content). When prev is
+// unpacked over parents, the new layer's unpacked form is made from prev's
+// by applying their difference (see patch.go); otherwise the stream is
+// extracted in the same pass it is stored. The extraction is exactly what
+// Prepare's would be (the same Unpack over the same bytes, whose digest the
+// store checks); if it fails, the layer is simply extracted again when it
+// is needed, so only the store's error is returned.
+func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.Layer, prev v1.Layer, r io.Reader) (v1.Layer, error) {
 	o, ok := sn.(*overlay)
 	if !ok {
 		return s.PutLayer(ctx, r)
@@ -28,6 +34,11 @@ func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.
 	parent, err := topChain(parents)
 	if err != nil {
 		return s.PutLayer(ctx, r)
+	}
+	if prev != nil {
+		if pd, err := prev.DiffID(); err == nil && o.unpacked(parent, pd) {
+			return o.putPatched(ctx, s, parent, pd, r)
+		}
 	}
 	// Held shared so that Cleanup (exclusive) never removes the temp
 	// directory while it is being filled.
@@ -63,6 +74,43 @@ func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.
 	if uerr != nil || o.adopt(l, parent, tmp) != nil {
 		removeTree(tmp)
 	}
+	return l, nil
+}
+
+// unpacked reports whether the layer diffID over the chain parent is
+// unpacked and ready.
+func (o *overlay) unpacked(parent string, diffID v1.Hash) bool {
+	chain, err := childChain(parent, diffID)
+	return err == nil && ready(filepath.Join(o.root, "layers", chain.Hex))
+}
+
+// putPatched stores r, then makes its unpacked form from that of the
+// previous layer prev (see patchFrom). When the difference cannot be
+// applied, the layer is left for Prepare to extract.
+func (o *overlay) putPatched(ctx context.Context, s *store.Store, parent string, prev v1.Hash, r io.Reader) (v1.Layer, error) {
+	l, err := s.PutLayer(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	diffID, err := l.DiffID()
+	if err != nil || o.unpacked(parent, diffID) {
+		return l, nil
+	}
+	pf, err := s.OpenBlob(prev)
+	if err != nil {
+		return l, nil
+	}
+	defer pf.Close()
+	nf, err := s.OpenBlob(diffID)
+	if err != nil {
+		return l, nil
+	}
+	defer nf.Close()
+	d, err := diffLayers(ctx, pf, prev, nf)
+	if err != nil {
+		return l, nil
+	}
+	_ = o.patchFrom(ctx, l, prev, parent, d, nf)
 	return l, nil
 }
 

@@ -25,7 +25,7 @@ func TestPutLayerAdopts(t *testing.T) {
 		must(t, err)
 		sn, err := New(s, "overlay")
 		must(t, err)
-		l, err := PutLayer(ctx, sn, s, parents, bytes.NewReader(top))
+		l, err := PutLayer(ctx, sn, s, parents, nil, bytes.NewReader(top))
 		must(t, err)
 		all := append(parents[:len(parents):len(parents)], l)
 		ids, err := chainIDs(all)

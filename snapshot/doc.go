@@ -35,6 +35,13 @@
 //     content is checked against its diffID while it is unpacked. Concurrent
 //     processes preparing the same layer take turns on a per-layer lock: the
 //     first unpacks it, the others use it.
+//   - The one exception (builds): PutLayer given the layer a step produced
+//     before may take over that layer's directory for the step's new layer,
+//     only under the exclusive gc.lock and when no active snapshot uses it:
+//     the directory is renamed away (a crash leaves a temp directory for
+//     Cleanup), patched into exactly what extracting the new layer gives
+//     and renamed into place under the new chain ID (see patch.go). The old
+//     layer is extracted again if it is ever needed.
 //   - Cleanup removes what crashed processes left behind (temp layer
 //     directories, snapshots whose Prepare never finished); Prune also
 //     removes unpacked layers no active snapshot uses. Both wait for running
