@@ -25,6 +25,7 @@ import (
 type layerEntry struct {
 	hdr  tar.Header
 	src  string // host file with the content of a regular file
+	sum  string // its hex SHA-256, when known (build context files)
 	data []byte // or inline content (heredocs)
 	open func() (io.ReadCloser, error)
 }
@@ -39,6 +40,10 @@ type copyPlan struct {
 	keepOwn bool   // keep the source's owners (COPY --from, ADD archives)
 	chmod   *int64 // --chmod
 	now     time.Time
+	// prev is the layer this step produced last, if known: content of
+	// unchanged files is taken from it (see prevContent) and its unpacked
+	// form is patched into this one's (snapshot.PutLayer)
+	prev v1.Layer
 }
 
 func newCopyPlan(view *fsView, now time.Time) *copyPlan {
@@ -136,6 +141,9 @@ func (c *copyPlan) add(target string, f srcFile) error {
 		h.Size = f.fi.Size()
 		e.src = f.abs
 		e.open = f.open
+		if f.open == nil {
+			e.sum = f.sum
+		}
 	case m&os.ModeSymlink != 0:
 		h.Typeflag = tar.TypeSymlink
 		h.Linkname = f.link
@@ -187,6 +195,8 @@ func (c *copyPlan) writeLayer(ctx context.Context, put func(context.Context, io.
 }
 
 func (c *copyPlan) writeTar(w io.Writer, names []string) error {
+	prev := openPrevContent(c.prev)
+	defer prev.Close()
 	bw := bufio.NewWriterSize(w, 1<<16)
 	tw := tar.NewWriter(bw)
 	for _, n := range names {
@@ -215,6 +225,12 @@ func (c *copyPlan) writeTar(w io.Writer, names []string) error {
 				return fmt.Errorf("reading %s: %w", n, err)
 			}
 		case e.src != "" && h.Typeflag == tar.TypeReg:
+			if b := prev.content(n, h.Size, e.sum); b != nil {
+				if _, err := tw.Write(b); err != nil {
+					return err
+				}
+				break
+			}
 			if err := copyFileInto(tw, e.src, h.Size); err != nil {
 				return err
 			}
@@ -269,6 +285,12 @@ func destPath(workdir, dest string) string {
 // in this stage, the snapshotter also extracts it in the same pass (the RUN's
 // Prepare then finds it unpacked).
 func (st *stage) putLayer(ctx context.Context, r io.Reader) (v1.Layer, error) {
+	return st.putLayerFrom(ctx, r, nil)
+}
+
+// putLayerFrom is putLayer for a step that produced prev before (nil when
+// unknown): the new layer's unpacked form is then made from prev's.
+func (st *stage) putLayerFrom(ctx context.Context, r io.Reader, prev v1.Layer) (v1.Layer, error) {
 	if !st.runLater {
 		return st.b.s.PutLayer(ctx, r)
 	}
@@ -276,5 +298,5 @@ func (st *stage) putLayer(ctx context.Context, r io.Reader) (v1.Layer, error) {
 	if err != nil {
 		return st.b.s.PutLayer(ctx, r)
 	}
-	return snapshot.PutLayer(ctx, sn, st.b.s, st.layers, nil, r)
+	return snapshot.PutLayer(ctx, sn, st.b.s, st.layers, prev, r)
 }

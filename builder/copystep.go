@@ -192,6 +192,10 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 	}
 	key := cache.NewKey(strings.ToLower(cmd)).Add(st.key, b.plat.String(), dest, a.chown, a.chmod,
 		strconv.FormatBool(a.link), strconv.FormatBool(a.parents), a.checksum, src.identity).AddList(a.exclude)
+	// the same step whatever its sources hold (see cache/lineage.go)
+	lineage := cache.NewKey("lineage").Add(strings.ToLower(cmd), st.key, b.plat.String(), dest, a.chown, a.chmod,
+		strconv.FormatBool(a.link), strconv.FormatBool(a.parents), a.checksum, src.identity).
+		AddList(a.exclude).AddList(a.sd.SourcePaths).Sum()
 	for _, c := range a.sd.SourceContents {
 		key.Add("heredoc", c.Path, c.Data)
 	}
@@ -293,6 +297,7 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 			pv = newView()
 		}
 		plan := newCopyPlan(pv, b.stageTime())
+		plan.prev = b.previousLayer(lineage)
 		plan.keepOwn = src.keepOwn
 		plan.chmod = chmod
 		if a.chown != "" {
@@ -302,8 +307,34 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 			}
 			plan.uid, plan.gid, plan.chown = uid, gid, true
 		}
-		return st.placeSources(ctx, plan, a, dest, sources, fetched)
+		l, err := st.placeSources(ctx, plan, a, dest, sources, fetched)
+		if err == nil {
+			if d, derr := l.DiffID(); derr == nil {
+				if err := b.idx.SetPrevious(lineage, d.String()); err != nil {
+					b.prog.warn("recording the build cache: " + err.Error())
+				}
+			}
+		}
+		return l, err
 	})
+}
+
+// previousLayer returns the layer the lineage produced last when it is
+// still in the store, else nil.
+func (b *builder) previousLayer(lineage string) v1.Layer {
+	d, ok := b.idx.Previous(lineage)
+	if !ok {
+		return nil
+	}
+	h, err := v1.NewHash(d)
+	if err != nil {
+		return nil
+	}
+	l, err := b.s.Layer(h)
+	if err != nil {
+		return nil
+	}
+	return l
 }
 
 // hashFiles fills in the content digests of regular files, through the
@@ -431,7 +462,9 @@ func (st *stage) placeSources(ctx context.Context, plan *copyPlan, a copyArgs, d
 			return nil, err
 		}
 	}
-	return plan.writeLayer(ctx, st.putLayer)
+	return plan.writeLayer(ctx, func(ctx context.Context, r io.Reader) (v1.Layer, error) {
+		return st.putLayerFrom(ctx, r, plan.prev)
+	})
 }
 
 func joinRel(target, rel string) string {
