@@ -50,6 +50,11 @@ type Options struct {
 	// image not in the store); PushImage uploads the result. Both are set
 	// by the CLI from the registry package; nil means "not available".
 	PullImage func(ctx context.Context, ref string) (v1.Image, error)
+	// RemoteImage returns a registry image without storing it, its layers
+	// fetched as they are read: --cache-from type=registry reads the cache
+	// through it, so only the layers a build uses are downloaded. When nil,
+	// PullImage is used (the whole cache is pulled).
+	RemoteImage func(ctx context.Context, ref string) (v1.Image, error)
 	PushImage func(ctx context.Context, img v1.Image, ref string) error
 
 	// Epoch, when set (SOURCE_DATE_EPOCH), is the time of every history

@@ -31,8 +31,8 @@ import (
 // steps whose layers are in the built image, mode=max every step of every
 // stage built. An importer reads the config first and fetches a layer only
 // when a step's key matches, so a fresh machine downloads only the layers
-// the result needs (for type=local; a registry cache is pulled whole
-// through the store).
+// the result needs (from a registry through Options.RemoteImage; the cache
+// image itself is not stored).
 
 // CacheSpec is one --cache-to or --cache-from.
 type CacheSpec struct {
@@ -142,6 +142,9 @@ func (b *builder) openCache(ctx context.Context, c CacheSpec) (v1.Image, error) 
 		}
 		return idx.Image(m.Manifests[len(m.Manifests)-1].Digest)
 	case "registry":
+		if b.opts.RemoteImage != nil {
+			return b.opts.RemoteImage(ctx, c.Ref)
+		}
 		if b.opts.PullImage == nil {
 			return nil, errors.New("no registry access")
 		}

@@ -203,6 +203,27 @@ func TestBuildRemoteCache(t *testing.T) {
 		tree, _ := bldBuild(t, e2, ctx, "remote")
 		bldCheckTree(t, tree, []bldFile{reg0("/g", "F"), reg0("/a", "a\n")})
 	}
+
+	// A build that needs one cached layer of a registry cache downloads that
+	// one: the cache image is read, not pulled (nor stored).
+	proxy := startFaultProxy(t, reg.Host)
+	e3 := withBase(t)
+	steps := bldSteps(t, e3, "--target", "a", "--cache-from", "type=registry,ref="+proxy.Host+"/cache/app:buildcache", ctx)
+	if len(steps) != 1 || !strings.HasPrefix(steps[0], "C ") {
+		t.Errorf("--target a from the registry cache: %q", steps)
+	}
+	var blobs []string
+	for _, r := range proxy.requests() {
+		if strings.HasPrefix(r, "GET ") && strings.Contains(r, "/blobs/") {
+			blobs = append(blobs, r)
+		}
+	}
+	if len(blobs) != 2 { // the cache's config and stage a's layer
+		t.Errorf("blobs fetched for one cached step: %q, want the config and one layer", blobs)
+	}
+	if out := e3.ok("images", "-q"); len(strings.Fields(out)) != 2 { // bbase and the result
+		t.Errorf("images after a registry cache import: %q", out)
+	}
 }
 
 // <Dockerfile>.dockerignore beside a Dockerfile given with -f wins over the

@@ -111,6 +111,9 @@ are taken from the build cache (CACHED). Progress goes to stderr.`,
 					}
 					return s.ImageByDigest(res.Record.Digest)
 				}
+				o.RemoteImage = func(ctx context.Context, ref string) (v1.Image, error) {
+					return registry.RemoteImage(ctx, ref, ro)
+				}
 				o.PushImage = func(ctx context.Context, _ v1.Image, ref string) error {
 					_, err := registry.Push(ctx, s, ref, ref, ro)
 					return err
