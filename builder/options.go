@@ -55,7 +55,7 @@ type Options struct {
 	// through it, so only the layers a build uses are downloaded. When nil,
 	// PullImage is used (the whole cache is pulled).
 	RemoteImage func(ctx context.Context, ref string) (v1.Image, error)
-	PushImage func(ctx context.Context, img v1.Image, ref string) error
+	PushImage   func(ctx context.Context, img v1.Image, ref string) error
 
 	// Epoch, when set (SOURCE_DATE_EPOCH), is the time of every history
 	// entry, of the image, and of the files and directories builds create.

@@ -149,7 +149,6 @@ COPY --from=one /out/f /f
 	}
 }
 
-
 func fmtEntry(f bldFile) string {
 	b, _ := json.Marshal(f)
 	return string(b)
