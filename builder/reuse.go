@@ -4,10 +4,11 @@ import (
 	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/strata-dev/strata/internal/tarscan"
 )
 
 // prevContent serves file contents from the layer the same COPY produced
@@ -23,8 +24,8 @@ import (
 // written in), so the previous layer is read once, front to back.
 type prevContent struct {
 	rc   io.ReadCloser
-	tr   *tar.Reader
-	cur  *tar.Header
+	s    *tarscan.Scanner
+	cur  *tarscan.Entry
 	name string // clean name of cur
 	done bool
 	buf  []byte
@@ -43,11 +44,7 @@ func openPrevContent(l v1.Layer) *prevContent {
 	if err != nil {
 		return nil
 	}
-	var r io.Reader = rc
-	if rs, ok := rc.(io.ReadSeeker); ok {
-		r = &skipReader{r: rs, buf: make([]byte, 1<<20)}
-	}
-	return &prevContent{rc: rc, tr: tar.NewReader(r)}
+	return &prevContent{rc: rc, s: tarscan.NewScanner(rc, 1<<20)}
 }
 
 func (p *prevContent) Close() error {
@@ -65,68 +62,31 @@ func (p *prevContent) content(name string, size int64, sum string) []byte {
 		return nil
 	}
 	for !p.done && (p.cur == nil || p.name < name) {
-		h, err := p.tr.Next()
+		e, err := p.s.Next()
 		if err != nil {
 			p.done = true
 			break
 		}
-		p.cur, p.name = h, cleanName(h.Name)
+		p.cur, p.name = e, cleanName(e.Name)
 	}
 	if p.done || p.name != name || p.cur.Typeflag != tar.TypeReg || p.cur.Size != size {
 		return nil
 	}
-	if int64(cap(p.buf)) < size {
-		p.buf = make([]byte, size)
-	}
-	b := p.buf[:size]
-	if _, err := io.ReadFull(p.tr, b); err != nil {
-		p.done = true
-		return nil
+	b := p.s.Data(size)
+	if b == nil {
+		if int64(cap(p.buf)) < size {
+			p.buf = make([]byte, size)
+		}
+		b = p.buf[:size]
+		if _, err := io.ReadFull(p.s, b); err != nil {
+			p.done = true
+			return nil
+		}
 	}
 	s := sha256.Sum256(b)
-	if hex.EncodeToString(s[:]) != sum {
+	var want [sha256.Size]byte
+	if n, err := hex.Decode(want[:], []byte(sum)); err != nil || n != len(want) || s != want {
 		return nil
 	}
 	return b
-}
-
-// skipReader buffers reads from r and skips forward with Seek instead of
-// reading (archive/tar skips the data of entries nobody reads that way).
-type skipReader struct {
-	r    io.ReadSeeker
-	buf  []byte
-	i, n int
-}
-
-func (s *skipReader) Read(p []byte) (int, error) {
-	if s.i == s.n {
-		if len(p) >= len(s.buf) {
-			return s.r.Read(p)
-		}
-		n, err := s.r.Read(s.buf)
-		s.i, s.n = 0, n
-		if n == 0 {
-			return 0, err
-		}
-	}
-	k := copy(p, s.buf[s.i:s.n])
-	s.i += k
-	return k, nil
-}
-
-// Seek supports only moving forward from the current position.
-func (s *skipReader) Seek(off int64, whence int) (int64, error) {
-	if whence != io.SeekCurrent || off < 0 {
-		return 0, errors.New("skipReader: only forward seeks")
-	}
-	if buffered := int64(s.n - s.i); off <= buffered {
-		s.i += int(off)
-	} else {
-		s.i, s.n = 0, 0
-		if _, err := s.r.Seek(off-buffered, io.SeekCurrent); err != nil {
-			return 0, err
-		}
-	}
-	pos, err := s.r.Seek(0, io.SeekCurrent)
-	return pos - int64(s.n-s.i), err
 }

@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -82,8 +81,9 @@ const maxPatchShare = 0.5
 // errNoPatch when the layers are not of the form a patch handles.
 func diffLayers(ctx context.Context, prev io.Reader, prevDiffID v1.Hash, next io.Reader) (*delta, error) {
 	ph := sha256.New()
-	pr := newRawTar(io.TeeReader(bufio.NewReaderSize(prev, 1<<20), ph))
-	nr := newRawTar(bufio.NewReaderSize(next, 1<<20))
+	prevHashed := io.TeeReader(prev, ph)
+	pr := newRawTar(prevHashed)
+	nr := newRawTar(next)
 	d := &delta{}
 	newDirs := map[string]patchOp{} // directories of the new layer, as records
 	prevDirs := map[string]bool{}   // directories of the previous layer
@@ -130,7 +130,7 @@ func diffLayers(ctx context.Context, prev io.Reader, prevDiffID v1.Hash, next io
 		}
 		d.ops = append(d.ops, patchOp{del: e.name})
 		d.changed++
-		if e.hdr.Typeflag == tar.TypeDir {
+		if e.typ == tar.TypeDir {
 			removed[e.name] = true
 		}
 		return nil
@@ -150,7 +150,7 @@ func diffLayers(ctx context.Context, prev io.Reader, prevDiffID v1.Hash, next io
 			return nil, err
 		}
 		lastPrev, seenPrev = e.name, true
-		if e.hdr.Typeflag == tar.TypeDir {
+		if e.typ == tar.TypeDir {
 			prevDirs[e.name] = true
 		}
 		return e, nil
@@ -195,17 +195,17 @@ func diffLayers(ctx context.Context, prev io.Reader, prevDiffID v1.Hash, next io
 				if same, err = sameData(pr, nr, n.size, bufA, bufB); err != nil {
 					return nil, err
 				}
-			} else if p.hdr.Typeflag == tar.TypeDir && n.hdr.Typeflag == tar.TypeDir && hasXattrs(p.hdr) {
+			} else if p.typ == tar.TypeDir && n.typ == tar.TypeDir && hasXattrs(p.pax) {
 				return nil, fmt.Errorf("%w: %s: a directory with xattrs changes", errNoPatch, n.name)
 			}
-			if p.hdr.Typeflag == tar.TypeDir && n.hdr.Typeflag != tar.TypeDir {
+			if p.typ == tar.TypeDir && n.typ != tar.TypeDir {
 				removed[p.name] = true // replaced: what was below it goes too
 			}
 			if p, err = nextPrev(); err != nil {
 				return nil, err
 			}
 		}
-		if n.hdr.Typeflag == tar.TypeDir {
+		if n.typ == tar.TypeDir {
 			newDirs[n.name] = rec
 		}
 		if !same {
@@ -216,7 +216,7 @@ func diffLayers(ctx context.Context, prev io.Reader, prevDiffID v1.Hash, next io
 			}
 			d.ops = append(d.ops, rec)
 			d.changed++
-			if n.hdr.Typeflag == tar.TypeDir {
+			if n.typ == tar.TypeDir {
 				emitted[n.name] = true
 			}
 		}
@@ -230,7 +230,7 @@ func diffLayers(ctx context.Context, prev io.Reader, prevDiffID v1.Hash, next io
 		}
 	}
 	// the tar may end before the blob does (padding to a record size)
-	if _, err := io.Copy(io.Discard, pr.c.r); err != nil {
+	if _, err := io.Copy(io.Discard, prevHashed); err != nil {
 		return nil, fmt.Errorf("reading the previous layer: %w", err)
 	}
 	got := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(ph.Sum(nil))}
@@ -254,13 +254,11 @@ func patchable(e *rawEntry, last string, hasLast bool, dirs map[string]bool) err
 		return fmt.Errorf("%w: %s: entries not in order", errNoPatch, e.name)
 	case strings.HasPrefix(path.Base(e.name), whiteoutPrefix):
 		return fmt.Errorf("%w: %s: a whiteout", errNoPatch, e.name)
-	case isSparse(e.hdr):
-		return fmt.Errorf("%w: %s: a sparse file", errNoPatch, e.name)
 	}
-	switch e.hdr.Typeflag {
+	switch e.typ {
 	case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeFifo, tar.TypeChar, tar.TypeBlock:
 	default:
-		return fmt.Errorf("%w: %s: entry type %q", errNoPatch, e.name, e.hdr.Typeflag)
+		return fmt.Errorf("%w: %s: entry type %q", errNoPatch, e.name, e.typ)
 	}
 	if dirs != nil {
 		if p := parentName(e.name); p != "" && !dirs[p] {
@@ -272,6 +270,26 @@ func patchable(e *rawEntry, last string, hasLast bool, dirs map[string]bool) err
 
 // sameData compares the current entries' data of a and b (n bytes each).
 func sameData(a, b *rawTar, n int64, bufA, bufB []byte) (bool, error) {
+	if n <= int64(len(bufA)) {
+		// small files: straight from the scanners' buffers when they can
+		da, db := a.data(n), b.data(n)
+		if da != nil && db != nil {
+			return bytes.Equal(da, db), nil
+		}
+		if da == nil {
+			if _, err := io.ReadFull(a, bufA[:n]); err != nil {
+				return false, fmt.Errorf("reading the previous layer: %w", err)
+			}
+			da = bufA[:n]
+		}
+		if db == nil {
+			if _, err := io.ReadFull(b, bufB[:n]); err != nil {
+				return false, fmt.Errorf("reading the new layer: %w", err)
+			}
+			db = bufB[:n]
+		}
+		return bytes.Equal(da, db), nil
+	}
 	for n > 0 {
 		k := min(int64(len(bufA)), n)
 		if _, err := io.ReadFull(a, bufA[:k]); err != nil {
@@ -288,8 +306,8 @@ func sameData(a, b *rawTar, n int64, bufA, bufB []byte) (bool, error) {
 	return true, nil
 }
 
-func hasXattrs(h *tar.Header) bool {
-	for k := range h.PAXRecords {
+func hasXattrs(pax map[string]string) bool {
+	for k := range pax {
 		if strings.HasPrefix(k, "SCHILY.xattr.") {
 			return true
 		}

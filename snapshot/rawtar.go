@@ -1,28 +1,23 @@
 package snapshot
 
 import (
-	"archive/tar"
+	"errors"
 	"fmt"
 	"io"
+
+	"github.com/strata-dev/strata/internal/tarscan"
 )
 
-// rawTar reads a tar stream entry by entry like archive/tar, and also gives
-// each entry's header blocks exactly as stored (PAX and GNU extension
-// records included) and its offset in the stream. Two entries whose header
-// bytes and data are equal extract to the same file.
-type rawTar struct {
-	c  captureReader
-	tr *tar.Reader
-	// end is the offset just past the current entry's data and padding;
-	// left is how much of its data has not been read yet.
-	end  int64
-	left int64
-}
+// rawTar reads a layer entry by entry with each entry's header blocks as
+// stored (see internal/tarscan): two entries whose header bytes and data
+// are equal extract to the same file.
+type rawTar struct{ s *tarscan.Scanner }
 
 // rawEntry is one entry of a rawTar.
 type rawEntry struct {
 	name string // clean name, relative to the root ("" is the root)
-	hdr  *tar.Header
+	typ  byte
+	pax  map[string]string // PAX records, if any
 	// raw holds the header blocks; it is only valid until the next call to
 	// next.
 	raw []byte
@@ -31,75 +26,31 @@ type rawEntry struct {
 	start, size int64
 }
 
-// captureReader counts what is read through it and, while on, keeps it.
-type captureReader struct {
-	r   io.Reader
-	n   int64
-	on  bool
-	buf []byte
-}
-
-func (c *captureReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if c.on {
-		c.buf = append(c.buf, p[:n]...)
-	}
-	return n, err
-}
-
-func newRawTar(r io.Reader) *rawTar {
-	t := &rawTar{c: captureReader{r: r}}
-	t.tr = tar.NewReader(&t.c)
-	return t
-}
+func newRawTar(r io.Reader) *rawTar { return &rawTar{tarscan.NewScanner(r, 1<<20)} }
 
 // next returns the next entry, skipping what is left of the current one's
-// data; io.EOF at the end of the archive.
+// data; io.EOF at the end of the archive. A header the scanner does not
+// handle (sparse files, PAX global headers) is errNoPatch.
 func (t *rawTar) next() (*rawEntry, error) {
-	if t.left > 0 {
-		if _, err := io.CopyN(io.Discard, t.tr, t.left); err != nil {
-			return nil, err
-		}
-		t.left = 0
+	e, err := t.s.Next()
+	if errors.Is(err, tarscan.ErrUnsupported) {
+		return nil, fmt.Errorf("%w: %v", errNoPatch, err)
 	}
-	before := t.c.n
-	t.c.buf = t.c.buf[:0]
-	t.c.on = true
-	hdr, err := t.tr.Next()
-	t.c.on = false
 	if err != nil {
 		return nil, err
 	}
-	// what Next read: the padding of the previous entry, then the header
-	// blocks of this one
-	pad := t.end - before
-	if pad < 0 || pad > int64(len(t.c.buf)) || t.c.n-before != int64(len(t.c.buf)) {
-		return nil, fmt.Errorf("%w: unexpected header layout", ErrCorrupt)
+	re := &rawEntry{name: cleanName(e.Name), typ: e.Typeflag, raw: e.Raw, start: e.Start, size: e.DataSize}
+	if e.Header != nil {
+		re.pax = e.Header.PAXRecords
 	}
-	e := &rawEntry{name: cleanName(hdr.Name), hdr: hdr, raw: t.c.buf[pad:], start: t.end}
-	if isRegular(hdr) {
-		e.size = hdr.Size
-	}
-	t.left = e.size
-	t.end = t.c.n + e.size + blockPad(e.size)
-	return e, nil
+	return re, nil
 }
 
 // Read reads the current entry's data.
-func (t *rawTar) Read(p []byte) (int, error) {
-	if t.left <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > t.left {
-		p = p[:t.left]
-	}
-	n, err := t.tr.Read(p)
-	t.left -= int64(n)
-	if err == io.EOF && t.left > 0 {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
-}
+func (t *rawTar) Read(p []byte) (int, error) { return t.s.Read(p) }
+
+// data returns the next n bytes of the current entry's data without a
+// copy, or nil when they are not buffered whole.
+func (t *rawTar) data(n int64) []byte { return t.s.Data(n) }
 
 func blockPad(n int64) int64 { return -n & 511 }
