@@ -33,6 +33,7 @@ type Options struct {
 	Pull          bool     // always pull FROM images from their registry
 	Network       string   // default network of RUN: "none" (default) or "host"
 	Secrets       []Secret
+	SSH           []SSH
 	Labels        map[string]string
 	Outputs       []Output
 	IIDFile       string

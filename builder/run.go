@@ -222,8 +222,15 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 			u()
 		}
 	}()
+	nssh := 0
 	for _, m := range mounts {
-		rm, err := st.prepareMount(ctx, m)
+		var rm runMount
+		if m.Type == instructions.MountTypeSSH {
+			rm, err = st.prepareSSH(m, nssh)
+			nssh++
+		} else {
+			rm, err = st.prepareMount(ctx, m)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -545,8 +552,6 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 			p = cp
 		}
 		return runMount{bind: &rootfs.Bind{Source: p, Target: target, ReadOnly: m.ReadOnly}}, nil
-	case instructions.MountTypeSSH:
-		return runMount{}, errors.New("RUN --mount=type=ssh is not supported")
 	}
 	return runMount{}, fmt.Errorf("unknown mount type %q", m.Type)
 }

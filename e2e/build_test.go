@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -666,4 +668,69 @@ func TestBuildRunMountpoints(t *testing.T) {
 	ctx = bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nCOPY f /f\n", "f": "x"})
 	tree, _ = bldBuild(t, e, ctx, "copymp")
 	bldCheckTree(t, tree, []bldFile{reg("/f", 0o644, "x"), absent("/proc"), absent("/dev"), absent("/sys")})
+}
+
+// TestBuildSSH: RUN --mount=type=ssh reaches the agent --ssh names — an
+// ssh-agent's socket (default: $SSH_AUTH_SOCK) or key files — through a
+// socket of the RUN's own, and leaves nothing in the layer.
+func TestBuildSSH(t *testing.T) {
+	requireRoot(t)
+	for _, tool := range []string{"ssh-agent", "ssh-keygen", "ssh-add"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skip("no " + tool)
+		}
+	}
+	e := withBase(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "id")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test-key", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	fp, err := exec.Command("ssh-keygen", "-l", "-E", "sha256", "-f", key).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fingerprint := strings.Fields(string(fp))[1] // "256 SHA256:... test-key (ED25519)"
+	sock := filepath.Join(dir, "agent.sock")
+	// ssh-agent returns once its socket listens, printing its pid.
+	out, err := exec.Command("ssh-agent", "-s", "-a", sock).Output()
+	if err != nil {
+		t.Fatalf("ssh-agent: %v", err)
+	}
+	_, rest, _ := strings.Cut(string(out), "SSH_AGENT_PID=")
+	pid, err := strconv.Atoi(strings.TrimRight(strings.SplitN(rest, ";", 2)[0], "\n"))
+	if err != nil {
+		t.Fatalf("ssh-agent said %q", out)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGTERM) })
+	add := exec.Command("ssh-add", key)
+	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v\n%s", err, out)
+	}
+	ctx := bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nCOPY agentls /agentls\n" +
+		"RUN --mount=type=ssh echo $SSH_AUTH_SOCK > /sock && stat -c %a $SSH_AUTH_SOCK >> /sock && /agentls > /keys\n" +
+		"RUN --mount=type=ssh,id=file,target=/tmp/a,mode=0644 SSH_AUTH_SOCK=/tmp/a /agentls > /filekeys && ls -ld /tmp/a > /tmpa\n"})
+	build := exec.Command("go", "build", "-o", filepath.Join(ctx, "agentls"), "./testdata/agentls")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building agentls: %v\n%s", err, out)
+	}
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	tree, _ := bldBuild(t, e, ctx, "ssh", "--ssh", "default", "--ssh", "file="+key)
+	bldCheckTree(t, tree, []bldFile{
+		reg("/sock", 0o644, "/run/buildkit/ssh_agent.0\n600\n"),
+		reg("/keys", 0o644, "ssh-ed25519 "+fingerprint+" test-key\n"),
+		reg("/filekeys", 0o644, "ssh-ed25519 "+fingerprint+" \n"),
+		absent("/run/buildkit"), absent("/tmp/a"),
+	})
+	if got := tree["/tmpa"].Content; !strings.HasPrefix(got, "srw-r--r--") {
+		t.Errorf("ls -ld of the mode=0644 socket: %q", got)
+	}
+	// Without --ssh the mount is skipped, unless it is required.
+	ctx = bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nRUN --mount=type=ssh test -z \"$SSH_AUTH_SOCK\"\nRUN --mount=type=ssh,required=true true\n"})
+	r := e.run("build", "--progress", "plain", ctx)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "ssh default: not provided") {
+		t.Errorf("required ssh without --ssh: exit %d\n%s", r.Code, r.Stderr)
+	}
 }

@@ -21,7 +21,7 @@ func init() {
 			iidfile                      string
 			tags, buildArgs, labels      []string
 			secrets, outputs, noCacheFor []string
-			cacheTo, cacheFrom           []string
+			cacheTo, cacheFrom, sshs     []string
 			noCache, pull, push, quiet   bool
 			jobs                         int
 		)
@@ -67,6 +67,13 @@ are taken from the build cache (CACHED). Progress goes to stderr.`,
 						return err
 					}
 					o.Secrets = append(o.Secrets, sec)
+				}
+				for _, sv := range sshs {
+					s, err := builder.ParseSSH(sv)
+					if err != nil {
+						return err
+					}
+					o.SSH = append(o.SSH, s)
 				}
 				for _, cv := range cacheTo {
 					c, err := builder.ParseCacheSpec(cv)
@@ -143,6 +150,7 @@ are taken from the build cache (CACHED). Progress goes to stderr.`,
 		f.BoolVar(&pull, "pull", false, "always pull FROM images from their registry")
 		f.StringVar(&network, "network", "", "network of RUN steps: host (default) or none")
 		f.StringArrayVar(&secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR")
+		f.StringArrayVar(&sshs, "ssh", nil, "SSH agent for RUN --mount=type=ssh: default|ID[=SOCKET|KEY[,KEY]] (default: $SSH_AUTH_SOCK)")
 		f.StringArrayVar(&labels, "label", nil, "set an image label KEY=VALUE (repeatable)")
 		f.StringArrayVarP(&outputs, "output", "o", nil, "type=oci|docker|tar,dest=FILE or type=local,dest=DIR (repeatable)")
 		f.StringVar(&prog, "progress", "auto", "progress output: auto, plain, tty, json or quiet")
