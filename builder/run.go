@@ -379,6 +379,53 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("process %q did not complete successfully: exit code: %d", e.Cmd, e.Code)
 }
 
+// newCacheDir makes a cache mount's directory: a copy of base when there is
+// one, else empty with m's mode and owner. A rename puts it in place, so a
+// concurrent build sees either none or a whole one.
+func newCacheDir(dir, base string, m *instructions.Mount) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".new-")
+	if err != nil {
+		return err
+	}
+	if base != "" {
+		os.Remove(tmp)
+		if out, err := exec.Command("cp", "-a", base, tmp).CombinedOutput(); err != nil {
+			os.RemoveAll(tmp)
+			return fmt.Errorf("seeding it from %s: %v: %s", m.From, err, strings.TrimSpace(string(out)))
+		}
+	} else {
+		mode := os.FileMode(0o755)
+		if m.Mode != nil {
+			mode = tarMode(int64(*m.Mode))
+		}
+		uid, gid := 0, 0
+		if m.UID != nil {
+			uid = int(*m.UID)
+		}
+		if m.GID != nil {
+			gid = int(*m.GID)
+		}
+		os.Chmod(tmp, mode)
+		os.Chown(tmp, uid, gid)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp) // another build made it first
+	}
+	return nil
+}
+
+// fromIdentity is what from=NAME (a stage or an image) contributes to a
+// cache mount's identity.
+func (st *stage) fromIdentity(from string) (string, error) {
+	if dep := st.b.stageRef(from, st.index); dep != nil {
+		return "stage:" + dep.key, nil
+	}
+	return "image:" + from, nil
+}
+
 // prepareMount makes a RUN --mount's source ready.
 func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMount, error) {
 	b := st.b
@@ -394,34 +441,38 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 		if id == "" {
 			id = target
 		}
+		// from=STAGE|IMAGE[,source=PATH]: the cache starts as a copy of that
+		// path, and (as in BuildKit) a different base is a different cache.
+		var base string
+		if m.From != "" {
+			ident, err := st.fromIdentity(m.From)
+			if err != nil {
+				return runMount{}, err
+			}
+			id += "\x00from " + ident + "\x00" + path.Clean("/"+m.Source)
+			cs, err := st.copySource(ctx, m.From)
+			if err != nil {
+				return runMount{}, err
+			}
+			src := strings.TrimPrefix(path.Clean("/"+m.Source), "/")
+			if err := cs.materialize(b, []string{src}); err != nil {
+				return runMount{}, err
+			}
+			if base, err = securejoin.SecureJoin(cs.root, src); err != nil {
+				return runMount{}, err
+			}
+			if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
+				return runMount{}, fmt.Errorf("--mount=type=cache,from=%s,source=%s: not a directory", m.From, m.Source)
+			}
+		}
 		cdir, err := b.s.Dir("cache")
 		if err != nil {
 			return runMount{}, err
 		}
 		dir := filepath.Join(cdir, "mounts", cache.ContextID(id))
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-			if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-				return runMount{}, err
-			}
-			tmp, err := os.MkdirTemp(filepath.Dir(dir), ".new-")
-			if err != nil {
-				return runMount{}, err
-			}
-			mode := os.FileMode(0o755)
-			if m.Mode != nil {
-				mode = tarMode(int64(*m.Mode))
-			}
-			uid, gid := 0, 0
-			if m.UID != nil {
-				uid = int(*m.UID)
-			}
-			if m.GID != nil {
-				gid = int(*m.GID)
-			}
-			os.Chmod(tmp, mode)
-			os.Chown(tmp, uid, gid)
-			if err := os.Rename(tmp, dir); err != nil {
-				os.RemoveAll(tmp)
+			if err := newCacheDir(dir, base, m); err != nil {
+				return runMount{}, fmt.Errorf("cache mount %s: %w", target, err)
 			}
 		}
 		rm := runMount{bind: &rootfs.Bind{Source: dir, Target: target, ReadOnly: m.ReadOnly}}

@@ -734,3 +734,25 @@ func TestBuildSSH(t *testing.T) {
 		t.Errorf("required ssh without --ssh: exit %d\n%s", r.Code, r.Stderr)
 	}
 }
+
+// TestBuildCacheMountFrom: a cache mount with from= starts as a copy of that
+// stage's path and then persists like any other; the stage's own files are
+// not changed by what the RUN writes to the cache.
+func TestBuildCacheMountFrom(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	df := `FROM bbase AS seed
+RUN mkdir -p /s/sub && echo seeded > /s/sub/f
+FROM bbase
+RUN --mount=type=cache,target=/c,from=seed,source=/s sh -c 'cat /c/sub/f > /out; echo x >> /c/log'
+RUN --mount=type=cache,target=/c,from=seed,source=/s sh -c 'ls /c > /ls; wc -l < /c/log > /n'
+RUN --mount=type=cache,target=/c sh -c 'ls /c > /plain'
+COPY --from=seed /s /copied
+`
+	ctx := bldContext(t, map[string]string{"Dockerfile": df})
+	tree, _ := bldBuild(t, e, ctx, "cachefrom")
+	bldCheckTree(t, tree, []bldFile{reg("/out", 0o644, "seeded\n"), reg("/ls", 0o644, "log\nsub\n"), reg("/n", 0o644, "1\n"),
+		reg("/plain", 0o644, ""), reg("/copied/sub/f", 0o644, "seeded\n"), absent("/copied/log"), absent("/c")})
+	tree, _ = bldBuild(t, e, ctx, "cachefrom", "--no-cache")
+	bldCheckTree(t, tree, []bldFile{reg("/out", 0o644, "seeded\n"), reg("/n", 0o644, "2\n")}) // the log kept the first build's line
+}
