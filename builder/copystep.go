@@ -36,6 +36,8 @@ type copyArgs struct {
 	parents  bool
 	checksum string
 	text     string
+	// keepGitDir keeps the .git directory of ADD's git sources.
+	keepGitDir bool
 }
 
 func isURL(s string) bool { return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") }
@@ -148,8 +150,9 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 		if !a.add {
 			return errors.New("checksum can't be specified for COPY")
 		}
-		if len(a.sd.SourcePaths) != 1 || !isURL(a.sd.SourcePaths[0]) {
-			return errors.New("checksum can only be specified for a single HTTP(S) source")
+		_, isGit := parseGitRef(a.sd.SourcePaths[0])
+		if len(a.sd.SourcePaths) != 1 || !isURL(a.sd.SourcePaths[0]) && !isGit {
+			return errors.New("checksum can only be specified for a single HTTP(S) or git source")
 		}
 	}
 	var exclude *patternmatcher.PatternMatcher
@@ -171,8 +174,13 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 		hist += " --chmod=" + a.chmod
 	}
 	var local []string
+	var gits []gitRef
 	for _, s := range a.sd.SourcePaths {
 		hist += " " + s
+		if g, ok := parseGitRef(s); ok && a.add {
+			gits = append(gits, g)
+			continue
+		}
 		if isURL(s) {
 			if !a.add {
 				return fmt.Errorf("source can't be a URL for COPY: %s", s)
@@ -224,8 +232,28 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 	} else {
 		key.AddList(local)
 	}
+	// A git source is named by the commit its ref resolves to now.
+	type resolvedGit struct {
+		gitRef
+		commit, remoteRef string
+	}
+	var resolved []resolvedGit
+	for _, g := range gits {
+		commit, remoteRef, err := g.resolve(ctx)
+		if err != nil {
+			return err
+		}
+		if a.checksum != "" && !strings.HasPrefix(commit, a.checksum) {
+			return fmt.Errorf("ADD %s: commit %s does not match the checksum %s", g, commit, a.checksum)
+		}
+		resolved = append(resolved, resolvedGit{g, commit, remoteRef})
+		key.Add("git", g.url, commit, g.subdir, strconv.FormatBool(a.keepGitDir))
+	}
 	var urls []string
 	for _, s := range a.sd.SourcePaths {
+		if _, ok := parseGitRef(s); ok && a.add {
+			continue
+		}
 		if isURL(s) {
 			urls = append(urls, s)
 			key.Add("url", s)
@@ -287,6 +315,26 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 				}
 				fetched = append(fetched, f)
 			}
+		}
+		for _, g := range resolved {
+			dir, err := b.tempDir("git-")
+			if err != nil {
+				return nil, err
+			}
+			root, err := g.checkout(ctx, dir, g.commit, g.remoteRef, a.keepGitDir)
+			if err != nil {
+				return nil, err
+			}
+			ss, err := st.listSources(&copySource{root: root}, ".", exclude)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range ss {
+				if err := b.hashFiles(s.files); err != nil {
+					return nil, err
+				}
+			}
+			sources = append(sources, ss...)
 		}
 		view, err := st.fsView()
 		if err != nil {

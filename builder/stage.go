@@ -418,7 +418,7 @@ func (st *stage) dispatch(ctx context.Context, cmd instructions.Command) error {
 	case *instructions.AddCommand:
 		return st.copy(ctx, copyArgs{
 			add: true, sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, link: c.Link,
-			exclude: c.ExcludePatterns, checksum: c.Checksum, text: c.String(),
+			exclude: c.ExcludePatterns, checksum: c.Checksum, text: c.String(), keepGitDir: c.KeepGitDir,
 		})
 	default:
 		return fmt.Errorf("unsupported instruction %T", cmd)

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -744,6 +746,7 @@ func TestBuildCacheMountFrom(t *testing.T) {
 	df := `FROM bbase AS seed
 RUN mkdir -p /s/sub && echo seeded > /s/sub/f
 FROM bbase
+ARG X=1
 RUN --mount=type=cache,target=/c,from=seed,source=/s sh -c 'cat /c/sub/f > /out; echo x >> /c/log'
 RUN --mount=type=cache,target=/c,from=seed,source=/s sh -c 'ls /c > /ls; wc -l < /c/log > /n'
 RUN --mount=type=cache,target=/c sh -c 'ls /c > /plain'
@@ -753,6 +756,77 @@ COPY --from=seed /s /copied
 	tree, _ := bldBuild(t, e, ctx, "cachefrom")
 	bldCheckTree(t, tree, []bldFile{reg("/out", 0o644, "seeded\n"), reg("/ls", 0o644, "log\nsub\n"), reg("/n", 0o644, "1\n"),
 		reg("/plain", 0o644, ""), reg("/copied/sub/f", 0o644, "seeded\n"), absent("/copied/log"), absent("/c")})
-	tree, _ = bldBuild(t, e, ctx, "cachefrom", "--no-cache")
-	bldCheckTree(t, tree, []bldFile{reg("/out", 0o644, "seeded\n"), reg("/n", 0o644, "2\n")}) // the log kept the first build's line
+	// The RUNs again (a build arg in their scope changed), seed cached: the
+	// same cache, the log kept the first build's line.
+	tree, _ = bldBuild(t, e, ctx, "cachefrom", "--build-arg", "X=2")
+	bldCheckTree(t, tree, []bldFile{reg("/out", 0o644, "seeded\n"), reg("/n", 0o644, "2\n")})
+}
+
+// gitServer serves the repositories under dir over HTTP (git's smart HTTP
+// protocol, git-http-backend through CGI) and returns its address.
+func gitServer(t *testing.T, dir string) string {
+	t.Helper()
+	backend := "/usr/lib/git-core/git-http-backend"
+	if _, err := os.Stat(backend); err != nil {
+		t.Skip("no git-http-backend")
+	}
+	h := &cgi.Handler{Path: backend, Env: []string{"GIT_PROJECT_ROOT=" + dir, "GIT_HTTP_EXPORT_ALL=1"}}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// gitRepo runs git commands in dir, failing the test on an error.
+func gitRepo(t *testing.T, dir string, cmds ...string) {
+	t.Helper()
+	for _, c := range cmds {
+		cmd := exec.Command("sh", "-c", c)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", c, err, out)
+		}
+	}
+}
+
+// TestBuildAddGit: ADD of a git repository (URL#REF[:SUBDIR]) adds its tree
+// at that ref, without .git unless --keep-git-dir; the step is cached by the
+// commit the ref names, so a moved branch reruns it.
+func TestBuildAddGit(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	e := withBase(t)
+	root := t.TempDir()
+	repo := filepath.Join(root, "repo.git")
+	work := filepath.Join(root, "work")
+	os.MkdirAll(work, 0o755)
+	gitRepo(t, work, "git init -q -b main .", "echo A > a.txt", "mkdir sub && printf '#!/bin/sh\\n' > sub/run.sh && chmod 755 sub/run.sh",
+		"ln -s a.txt link", "git add -A && git commit -q -m one && git tag -a v1 -m v1",
+		"git clone -q --bare . "+repo)
+	host := gitServer(t, root)
+	u := "http://" + host + "/repo.git"
+	df := "FROM bbase\nADD " + u + "#v1 /src\nADD " + u + "#main:sub /sub\nADD --keep-git-dir=true " + u + " /full\n"
+	ctx := bldContext(t, map[string]string{"Dockerfile": df})
+	tree, _ := bldBuild(t, e, ctx, "git")
+	bldCheckTree(t, tree, []bldFile{
+		reg("/src/a.txt", 0o644, "A\n"), reg("/src/sub/run.sh", 0o755, "#!/bin/sh\n"),
+		{Path: "/src/link", Type: tar.TypeSymlink, Mode: 0o777, Link: "a.txt"}, absent("/src/.git"),
+		reg("/sub/run.sh", 0o755, "#!/bin/sh\n"), absent("/sub/a.txt"),
+		reg("/full/a.txt", 0o644, "A\n"), dir("/full/.git", 0o755),
+	})
+	if steps := bldSteps(t, e, ctx); len(steps) != 3 || !strings.HasPrefix(steps[0], "C ") || !strings.HasPrefix(steps[1], "C ") || !strings.HasPrefix(steps[2], "C ") {
+		t.Errorf("second build: %q, want every step CACHED", steps)
+	}
+	// main moves: the steps adding main rerun, the one adding v1 does not.
+	gitRepo(t, work, "echo B > sub/new && git add -A && git commit -q -m two", "git push -q "+repo+" main")
+	steps := bldSteps(t, e, ctx)
+	want := []string{"R [] ADD --keep-git-dir=true " + u + " /full", "R [] ADD " + u + "#main:sub /sub", "C [] ADD " + u + "#v1 /src"}
+	if !reflect.DeepEqual(steps, want) {
+		t.Errorf("after a commit on main:\n got  %q\n want %q", steps, want)
+	}
+	tree, _ = bldBuild(t, e, ctx, "git")
+	bldCheckTree(t, tree, []bldFile{reg("/sub/new", 0o644, "B\n"), absent("/src/sub/new")})
+	e.fails("no ref \"nosuch\"", "build", "-q", bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nADD " + u + "#nosuch /x\n"}))
 }
