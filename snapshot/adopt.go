@@ -84,34 +84,88 @@ func (o *overlay) unpacked(parent string, diffID v1.Hash) bool {
 	return err == nil && ready(filepath.Join(o.root, "layers", chain.Hex))
 }
 
-// putPatched stores r, then makes its unpacked form from that of the
-// previous layer prev (see patchFrom). When the difference cannot be
-// applied, the layer is left for Prepare to extract.
+// putPatched stores r and, while it is stored, compares it with the
+// previous layer prev; then it makes the new layer's unpacked form from
+// prev's (see patchFrom). When the difference cannot be applied, the layer
+// is left for Prepare to extract.
 func (o *overlay) putPatched(ctx context.Context, s *store.Store, parent string, prev v1.Hash, r io.Reader) (v1.Layer, error) {
-	l, err := s.PutLayer(ctx, r)
+	pf, err := s.OpenBlob(prev)
+	if err != nil {
+		return s.PutLayer(ctx, r)
+	}
+	defer pf.Close()
+	type result struct {
+		d   *delta
+		err error
+	}
+	cp := newChunkPipe()
+	done := make(chan result, 1)
+	go func() {
+		d, err := diffLayers(ctx, pf, prev, cp)
+		// keep reading whatever follows (padding, or all of it after a
+		// failure) so the store's side never blocks
+		if _, cerr := io.Copy(io.Discard, cp); err == nil {
+			err = cerr
+		}
+		done <- result{d, err}
+	}()
+	l, err := s.PutLayer(ctx, io.TeeReader(r, cp))
+	cp.CloseWithError(err)
+	res := <-done
 	if err != nil {
 		return nil, err
 	}
 	diffID, err := l.DiffID()
-	if err != nil || o.unpacked(parent, diffID) {
+	if err != nil || res.err != nil || o.unpacked(parent, diffID) {
 		return l, nil
 	}
-	pf, err := s.OpenBlob(prev)
-	if err != nil {
-		return l, nil
-	}
-	defer pf.Close()
 	nf, err := s.OpenBlob(diffID)
 	if err != nil {
 		return l, nil
 	}
 	defer nf.Close()
-	d, err := diffLayers(ctx, pf, prev, nf)
-	if err != nil {
-		return l, nil
-	}
-	_ = o.patchFrom(ctx, l, prev, parent, d, nf)
+	_ = o.patchFrom(ctx, l, prev, parent, res.d, nf)
 	return l, nil
+}
+
+// chunkPipe is an io.Pipe that buffers: Write queues a copy and returns
+// (blocking only when many chunks wait), so the writer (the store) never
+// waits for the reader (the diff) chunk by chunk.
+type chunkPipe struct {
+	ch  chan []byte
+	cur []byte
+	err error // set before ch is closed
+}
+
+func newChunkPipe() *chunkPipe { return &chunkPipe{ch: make(chan []byte, 256)} }
+
+func (p *chunkPipe) Write(b []byte) (int, error) {
+	if len(b) > 0 {
+		p.ch <- append([]byte(nil), b...)
+	}
+	return len(b), nil
+}
+
+// CloseWithError ends the stream: the reader gets err, or io.EOF for nil.
+func (p *chunkPipe) CloseWithError(err error) {
+	p.err = err
+	close(p.ch)
+}
+
+func (p *chunkPipe) Read(b []byte) (int, error) {
+	for len(p.cur) == 0 {
+		c, ok := <-p.ch
+		if !ok {
+			if p.err != nil {
+				return 0, p.err
+			}
+			return 0, io.EOF
+		}
+		p.cur = c
+	}
+	n := copy(b, p.cur)
+	p.cur = p.cur[n:]
+	return n, nil
 }
 
 // adopt renames tmp into place as layers/CHAIN for l over the parent chain.
