@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -58,43 +57,32 @@ func decodeEntry(b []byte) statEntry {
 // an empty cache).
 func LoadFileHasher(path string) *FileHasher {
 	h := &FileHasher{path: path, entries: map[string]statEntry{}, seen: map[string]bool{}}
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return h
 	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<16)
-	magic := make([]byte, len(statMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != statMagic {
+	if len(b) < len(statMagic)+4 || string(b[:len(statMagic)]) != statMagic {
 		return h
 	}
-	var nb [4]byte
-	if _, err := io.ReadFull(r, nb[:]); err != nil {
-		return h
-	}
-	n := binary.LittleEndian.Uint32(nb[:])
-	var rec [entrySize]byte
+	// one string for every name: a map key per entry without a copy each
+	all := string(b)
+	off := len(statMagic)
+	n := binary.LittleEndian.Uint32(b[off:])
+	off += 4
+	entries := make(map[string]statEntry, min(n, uint32(len(b)/(4+entrySize))))
 	for i := uint32(0); i < n; i++ {
-		if _, err := io.ReadFull(r, nb[:]); err != nil {
-			h.entries = map[string]statEntry{}
+		if len(b)-off < 4 {
 			return h
 		}
-		l := binary.LittleEndian.Uint32(nb[:])
-		if l > 1<<16 {
-			h.entries = map[string]statEntry{}
+		l := int(binary.LittleEndian.Uint32(b[off:]))
+		off += 4
+		if l > 1<<16 || len(b)-off < l+entrySize {
 			return h
 		}
-		name := make([]byte, l)
-		if _, err := io.ReadFull(r, name); err != nil {
-			h.entries = map[string]statEntry{}
-			return h
-		}
-		if _, err := io.ReadFull(r, rec[:]); err != nil {
-			h.entries = map[string]statEntry{}
-			return h
-		}
-		h.entries[string(name)] = decodeEntry(rec[:])
+		entries[all[off:off+l]] = decodeEntry(b[off+l : off+l+entrySize])
+		off += l + entrySize
 	}
+	h.entries = entries
 	return h
 }
 
@@ -162,24 +150,25 @@ func (h *FileHasher) Save() error {
 	if err := os.MkdirAll(filepath.Dir(h.path), 0o700); err != nil {
 		return err
 	}
+	size := len(statMagic) + 4
+	for k := range h.entries {
+		size += 4 + len(k) + entrySize
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, statMagic...)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(h.entries)))
+	var rec [entrySize]byte
+	for k, e := range h.entries {
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(k)))
+		buf = append(buf, k...)
+		encodeEntry(rec[:], e)
+		buf = append(buf, rec[:]...)
+	}
 	f, err := os.CreateTemp(filepath.Dir(h.path), ".tmp-stat-*")
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriterSize(f, 1<<16)
-	w.WriteString(statMagic)
-	var nb [4]byte
-	binary.LittleEndian.PutUint32(nb[:], uint32(len(h.entries)))
-	w.Write(nb[:])
-	var rec [entrySize]byte
-	for k, e := range h.entries {
-		binary.LittleEndian.PutUint32(nb[:], uint32(len(k)))
-		w.Write(nb[:])
-		w.WriteString(k)
-		encodeEntry(rec[:], e)
-		w.Write(rec[:])
-	}
-	err = w.Flush()
+	_, err = f.Write(buf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
