@@ -14,36 +14,11 @@ import (
 // imports through it, so a build downloads only the cached layers it uses.
 func RemoteImage(ctx context.Context, refStr string, o Options) (v1.Image, error) {
 	op := "fetch " + refStr
-	ref, err := o.ParseReference(refStr)
+	r, err := o.resolveImage(ctx, refStr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	plat, err := o.platform()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	t, err := o.newTransport()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	ropts := o.remoteOptions(ctx, t)
-	desc, err := getManifest(ref, ropts)
-	if err != nil {
-		return nil, wrap(op, err)
-	}
-	if desc.MediaType.IsIndex() {
-		child, err := selectPlatform(desc.Manifest, plat)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
-		}
-		if desc, err = getManifest(ref.Context().Digest(child.Digest.String()), ropts); err != nil {
-			return nil, wrap(op, err)
-		}
-	}
-	if !desc.MediaType.IsImage() {
-		return nil, fmt.Errorf("%s: %s is a %s, not an image", op, ref, desc.MediaType)
-	}
-	img, err := desc.Image()
+	img, err := r.desc.Image()
 	if err != nil {
 		return nil, wrap(op, err)
 	}

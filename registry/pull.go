@@ -37,39 +37,12 @@ type PullResult struct {
 // interrupted or corrupt pull leaves nothing tagged.
 func Pull(ctx context.Context, s *store.Store, refStr string, o Options) (*PullResult, error) {
 	op := "pull " + refStr
-	ref, err := o.ParseReference(refStr)
+	r, err := o.resolveImage(ctx, refStr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	plat, err := o.platform()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	t, err := o.newTransport()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	ropts := o.remoteOptions(ctx, t)
-	desc, err := getManifest(ref, ropts)
-	if err != nil {
-		return nil, wrap(op, err)
-	}
-	res := &PullResult{}
-	if desc.MediaType.IsIndex() {
-		child, err := selectPlatform(desc.Manifest, plat)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
-		}
-		res.Index = desc.Digest
-		res.Platform = platformString(child.Platform)
-		desc, err = getManifest(ref.Context().Digest(child.Digest.String()), ropts)
-		if err != nil {
-			return nil, wrap(op, err)
-		}
-	}
-	if !desc.MediaType.IsImage() {
-		return nil, fmt.Errorf("%s: %s is a %s, not an image", op, ref, desc.MediaType)
-	}
+	ref, plat, t, desc := r.ref, r.plat, r.t, r.desc
+	res := &PullResult{Index: r.index, Platform: r.platform}
 	m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
 	if err != nil {
 		return nil, fmt.Errorf("%s: parsing manifest: %w", op, err)

@@ -152,35 +152,11 @@ func Delete(ctx context.Context, refStr string, o Options) (v1.Hash, error) {
 // it describes the image for o.Platform (default this machine's). Errors
 // are not prefixed with the operation: inspect's caller does that.
 func InspectRemote(ctx context.Context, refStr string, o Options) (*store.Inspection, error) {
-	ref, err := o.ParseReference(refStr)
+	r, err := o.resolveImage(ctx, refStr)
 	if err != nil {
 		return nil, err
 	}
-	plat, err := o.platform()
-	if err != nil {
-		return nil, err
-	}
-	t, err := o.newTransport()
-	if err != nil {
-		return nil, err
-	}
-	ropts := o.remoteOptions(ctx, t)
-	desc, err := getManifest(ref, ropts)
-	if err != nil {
-		return nil, explain(err)
-	}
-	if desc.MediaType.IsIndex() {
-		child, err := selectPlatform(desc.Manifest, plat)
-		if err != nil {
-			return nil, err
-		}
-		if desc, err = getManifest(ref.Context().Digest(child.Digest.String()), ropts); err != nil {
-			return nil, explain(err)
-		}
-	}
-	if !desc.MediaType.IsImage() {
-		return nil, fmt.Errorf("%s is a %s, not an image", ref, desc.MediaType)
-	}
+	ref, desc := r.ref, r.desc
 	img, err := desc.Image()
 	if err != nil {
 		return nil, explain(err)
