@@ -178,16 +178,44 @@ type prestarted struct {
 }
 
 // discard kills an init Start cannot use and reaps it in the background.
+// ReleasePrestart (at exit) waits for it.
 func (p prestarted) discard() {
 	_ = initProc{pid: p.pid, pidfd: p.pidfd}.signal(syscall.SIGKILL)
 	unix.Close(p.conn)
 	unix.Close(p.status)
+	done := make(chan struct{})
 	go func() {
 		wait4(p.pid)
 		if p.pidfd >= 0 {
 			unix.Close(p.pidfd)
 		}
+		close(done)
 	}()
+	discardedMu.Lock()
+	discarded = append(discarded, done)
+	discardedMu.Unlock()
+}
+
+var (
+	discardedMu sync.Mutex
+	discarded   []chan struct{}
+)
+
+// ReleasePrestart ends an init prestart.c started that no Start adopted
+// (the run failed before it started its container, say) and waits for the
+// ones Start discarded, so that strata leaves no child behind to be reaped
+// by the machine's init (which, in some containers, never does). Call it
+// before the process exits.
+func ReleasePrestart() {
+	if p, ok := takePrestarted(); ok {
+		p.discard()
+	}
+	discardedMu.Lock()
+	defer discardedMu.Unlock()
+	for _, d := range discarded {
+		<-d
+	}
+	discarded = nil
 }
 
 // readLine reads init's status line: up to the first newline, or all there

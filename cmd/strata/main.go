@@ -21,6 +21,7 @@ func main() {
 	rootfs.Trace("main")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, os.Args[1:])
+	rootfs.ReleasePrestart()
 	rootfs.Trace("executed")
 	stop()
 	rootfs.Trace("exit")
