@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -63,11 +62,12 @@ func Push(ctx context.Context, s *store.Store, src, dst string, o Options) (*Pus
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	pimg := progressImage(img, o.progress())
-	if err := remote.Write(ref, pimg, o.remoteOptions(ctx, t)...); err != nil {
+	pt := newPushTracker(o.progress())
+	defer pt.close()
+	if err := remote.Write(ref, pt.image(img), o.remoteOptions(ctx, t)...); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, refused(ctx, explain(err), img))
 	}
-	reportSkipped(pimg)
+	pt.reportSkipped(img)
 	d, err := img.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -86,7 +86,9 @@ func PushIndex(ctx context.Context, s *store.Store, srcs []string, dst string, o
 	}
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	seen := map[string]string{}
-	var added, imgs []v1.Image
+	var imgs []v1.Image
+	pt := newPushTracker(o.progress())
+	defer pt.close()
 	for _, src := range srcs {
 		img, err := localImage(ctx, s, src, &o)
 		if err != nil {
@@ -106,10 +108,8 @@ func PushIndex(ctx context.Context, s *store.Store, srcs []string, dst string, o
 		}
 		seen[ps] = src
 		imgs = append(imgs, img)
-		pimg := progressImage(img, o.progress())
-		added = append(added, pimg)
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add:        pimg,
+			Add:        pt.image(img),
 			Descriptor: v1.Descriptor{Platform: p},
 		})
 	}
@@ -120,8 +120,8 @@ func PushIndex(ctx context.Context, s *store.Store, srcs []string, dst string, o
 	if err := remote.WriteIndex(ref, idx, o.remoteOptions(ctx, t)...); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, refused(ctx, explain(err), imgs...))
 	}
-	for _, img := range added {
-		reportSkipped(img)
+	for _, img := range imgs {
+		pt.reportSkipped(img)
 	}
 	d, err := idx.Digest()
 	if err != nil {
@@ -236,53 +236,6 @@ func localImage(ctx context.Context, s *store.Store, src string, o *Options) (v1
 	return cimg, nil
 }
 
-// progressImage reports each uploaded layer to p. Layers the registry
-// already has are never read and are reported as "exists" at the end by
-// the caller's summary; blobs that are read are "pushed".
-func progressImage(img v1.Image, p Progress) v1.Image {
-	if _, ok := p.(nopProgress); ok {
-		return img
-	}
-	return &pImage{Image: img, p: p}
-}
-
-type pImage struct {
-	v1.Image
-	p Progress
-
-	mu     sync.Mutex
-	pushed map[v1.Hash]bool
-}
-
-func (i *pImage) done(h v1.Hash) {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	if i.pushed == nil {
-		i.pushed = map[v1.Hash]bool{}
-	}
-	i.pushed[h] = true
-}
-
-// reportSkipped reports the layers of a pushed image that were never
-// uploaded: the registry had them (or mounted them).
-func reportSkipped(img v1.Image) {
-	pi, ok := img.(*pImage)
-	if !ok {
-		return
-	}
-	ls, err := pi.Image.Layers()
-	if err != nil {
-		return
-	}
-	pi.mu.Lock()
-	defer pi.mu.Unlock()
-	for _, l := range ls {
-		if d, err := l.Digest(); err == nil && !pi.pushed[d] {
-			pi.p.Done(shortID(d.Hex), "exists")
-		}
-	}
-}
-
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -291,59 +244,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
-func (i *pImage) Layers() ([]v1.Layer, error) {
-	ls, err := i.Image.Layers()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]v1.Layer, len(ls))
-	for n, l := range ls {
-		out[n] = &pLayer{Layer: l, img: i}
-	}
-	return out, nil
-}
-
-func (i *pImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
-	l, err := i.Image.LayerByDigest(h)
-	if err != nil {
-		return nil, err
-	}
-	return &pLayer{Layer: l, img: i}, nil
-}
-
-type pLayer struct {
-	v1.Layer
-	img *pImage
-}
-
-func (l *pLayer) Compressed() (io.ReadCloser, error) {
-	rc, err := l.Layer.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	d, _ := l.Layer.Digest()
-	size, _ := l.Layer.Size()
-	id := shortID(d.Hex)
-	l.img.p.Start(id, size)
-	return &pReadCloser{countingReader: countingReader{r: rc, p: l.img.p, id: id}, c: rc, size: size,
-		done: func() { l.img.done(d) }}, nil
-}
-
-type pReadCloser struct {
-	countingReader
-	c    io.Closer
-	size int64
-	once sync.Once
-	done func()
-}
-
-func (r *pReadCloser) Read(b []byte) (int, error) {
-	n, err := r.countingReader.Read(b)
-	if err == io.EOF && r.countingReader.n == r.size {
-		r.once.Do(func() { r.done(); r.p.Done(r.id, "pushed") })
-	}
-	return n, err
-}
-
-func (r *pReadCloser) Close() error { return r.c.Close() }
