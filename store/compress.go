@@ -26,11 +26,22 @@ const (
 
 // Fixed compressor settings: the same layer always compresses to the same
 // bytes, whatever the machine (pgzip's output depends on its block size, not
-// on how many blocks run at once; zstd's on its level and window).
+// on how many blocks run at once; zstd's on its level and window, not on its
+// concurrency). TestCompressGolden holds them to that.
+//
+// They also bound memory, whatever the layers' sizes or number: a gzip layer
+// being compressed holds about gzipBlocks+2 blocks of 1 MiB in, 1 MiB out
+// and a ~1.5 MiB deflate state; a zstd one a window of history and, with
+// zstdWorkers above 1, one block being written while the next is encoded.
+// compressJobs layers at a time keep it all near 40 MiB of heap (pgzip's
+// blocks still keep 8 cores busy), which the registry commands' soft memory
+// limit relies on; four layers at a time needed ~70 MiB, and zstd with four
+// workers per layer ~90 MiB, over that limit (collecting garbage nonstop).
 const (
 	gzipBlockSize = 1 << 20
 	gzipBlocks    = 4
-	zstdWorkers   = 4
+	zstdWorkers   = 2
+	compressJobs  = 2
 )
 
 // CompressedImage returns img with every uncompressed layer (IsUncompressed)
@@ -75,7 +86,7 @@ func (s *Store) CompressedImage(ctx context.Context, img v1.Image, algo string) 
 	}
 	layers := make([]v1.Layer, len(m.Layers))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(Jobs)
+	g.SetLimit(compressJobs)
 	for i, desc := range m.Layers {
 		l, err := img.LayerByDigest(desc.Digest)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	mrand "math/rand"
 	"os"
 	"path/filepath"
 	"sync"
@@ -304,5 +305,41 @@ func TestPins(t *testing.T) {
 	}
 	if err := s.Pin("", nil); err == nil {
 		t.Error("empty pin name accepted")
+	}
+}
+
+// The compressed bytes of a layer are fixed: whatever the machine, the
+// number of cores or how many layers and blocks are compressed at once, the
+// same layer gives the same blob (and so the same digest in every registry).
+// A change here changes every pushed digest: only on purpose.
+func TestCompressGolden(t *testing.T) {
+	r := mrand.New(mrand.NewSource(1))
+	var in bytes.Buffer
+	for in.Len() < 7<<19 { // 3.5 MiB: several pgzip blocks
+		b := make([]byte, 1000+r.Intn(60000))
+		if r.Intn(2) == 0 {
+			r.Read(b)
+		} else {
+			for i := range b {
+				b[i] = "strata layer\n"[i%13]
+			}
+		}
+		in.Write(b)
+	}
+	d, _, err := v1.SHA256(bytes.NewReader(in.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for algo, want := range map[string]string{
+		Gzip: "sha256:abc77ee9e1e51cd65e282a436c337165591742bd9773393c59ba04a81420c338",
+		Zstd: "sha256:6fe755bd4861cd05117d92df2395841101b819715d6563f0bbb27d6ce429ea55",
+	} {
+		var out bytes.Buffer
+		if err := compress(context.Background(), &out, bytes.NewReader(in.Bytes()), d, algo); err != nil {
+			t.Fatal(err)
+		}
+		if got := sha(out.Bytes()); got != want {
+			t.Errorf("%s of the golden input: %s (%d bytes), want %s", algo, got, out.Len(), want)
+		}
 	}
 }
