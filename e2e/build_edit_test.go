@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,35 +69,62 @@ func TestBuildCacheEditRebuild(t *testing.T) {
 		{"a directory becomes a file", func() { must(os.RemoveAll(src("d4"))); write("d4", "now a file\n") }},
 		{"a file becomes a directory", func() { must(os.Remove(src("d0/f1"))); write("d0/f1/inner", "inner\n") }},
 	}
-	for _, ed := range edits {
+	// rebuild edits and checks the result against a fresh root's build;
+	// inUse: a container of the image before the edit exists, so the
+	// previous COPY layer's directory must stay as it is
+	rebuild := func(name string, do func(), inUse bool) {
+		t.Helper()
 		_, cfgBefore := bldBuild(t, e, ctx, "edit")
-		ed.do()
+		prevDir := filepath.Join(e.Root, "snapshots", "layers", chainID(cfgBefore.RootFS.DiffIDs[:2]))
+		var before []byte
+		if inUse {
+			e.ok("create", "--name", "holder", "edit", "cat", "/src/d1/f3")
+			var err error
+			if before, err = exec.Command("sh", "-c", "cd "+prevDir+" && find . | sort | xargs stat -c '%n %a %Y %s %i'").Output(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		do()
 		tree, cfg := bldBuild(t, e, ctx, "edit")
 
 		fresh := withBase(t)
 		freshTree, freshCfg := bldBuild(t, fresh, ctx, "edit")
 		if strings.Join(cfg.RootFS.DiffIDs, " ") != strings.Join(freshCfg.RootFS.DiffIDs, " ") {
-			t.Errorf("%s: layers differ from a fresh build's:\n rebuilt %q\n fresh   %q", ed.name, cfg.RootFS.DiffIDs, freshCfg.RootFS.DiffIDs)
+			t.Errorf("%s: layers differ from a fresh build's:\n rebuilt %q\n fresh   %q", name, cfg.RootFS.DiffIDs, freshCfg.RootFS.DiffIDs)
 		}
 		for _, p := range []string{"/list", "/sums"} {
 			if tree[p] != freshTree[p] {
-				t.Errorf("%s: %s differs:\n rebuilt %+v\n fresh   %+v", ed.name, p, tree[p], freshTree[p])
+				t.Errorf("%s: %s differs:\n rebuilt %+v\n fresh   %+v", name, p, tree[p], freshTree[p])
 			}
 		}
 		// the COPY reran (its layer changed) and the RUN over it saw it
 		if cfg.RootFS.DiffIDs[1] == cfgBefore.RootFS.DiffIDs[1] {
-			t.Errorf("%s: the COPY layer did not change", ed.name)
+			t.Errorf("%s: the COPY layer did not change", name)
 		}
-		// the previous COPY layer's unpacked directory became the new one's
-		prevDir := filepath.Join(e.Root, "snapshots", "layers", chainID(cfgBefore.RootFS.DiffIDs[:2]))
 		newDir := filepath.Join(e.Root, "snapshots", "layers", chainID(cfg.RootFS.DiffIDs[:2]))
-		if _, err := os.Stat(prevDir); err == nil {
-			t.Errorf("%s: the previous COPY layer's directory was not taken over", ed.name)
-		}
 		if _, err := os.Stat(newDir); err != nil {
-			t.Errorf("%s: the new COPY layer is not unpacked: %v", ed.name, err)
+			t.Errorf("%s: the new COPY layer is not unpacked: %v", name, err)
 		}
+		if !inUse {
+			// the previous COPY layer's unpacked directory became the new one's
+			if _, err := os.Stat(prevDir); err == nil {
+				t.Errorf("%s: the previous COPY layer's directory was not taken over", name)
+			}
+			return
+		}
+		after, err := exec.Command("sh", "-c", "cd "+prevDir+" && find . | sort | xargs stat -c '%n %a %Y %s %i'").Output()
+		if err != nil || string(after) != string(before) {
+			t.Errorf("%s: a layer directory in use changed (%v)", name, err)
+		}
+		if out := e.ok("start", "-a", "holder"); out != "edited, longer than before\n" {
+			t.Errorf("%s: the container of the previous image reads %q", name, out)
+		}
+		e.ok("rm", "holder")
 	}
+	for _, ed := range edits {
+		rebuild(ed.name, ed.do, false)
+	}
+	rebuild("edit while a container uses the layer", func() { write("d2/f2", "edited again\n") }, true)
 }
 
 // chainID is the OCI chain ID of diffIDs, as a hex string.
