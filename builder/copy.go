@@ -28,6 +28,9 @@ type layerEntry struct {
 	sum  string // its hex SHA-256, when known (build context files)
 	data []byte // or inline content (heredocs)
 	open func() (io.ReadCloser, error)
+	// ino identifies a host file with more than one link: the copies of
+	// one inode become one file and hard links to it, as in BuildKit.
+	ino *[2]uint64
 }
 
 // copyPlan collects a COPY/ADD's entries against the destination's view.
@@ -144,6 +147,9 @@ func (c *copyPlan) add(target string, f srcFile) error {
 		if f.open == nil {
 			e.sum = f.sum
 		}
+		if st, ok := f.fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 && f.open == nil {
+			e.ino = &[2]uint64{uint64(st.Dev), st.Ino}
+		}
 	case m&os.ModeSymlink != 0:
 		h.Typeflag = tar.TypeSymlink
 		h.Linkname = f.link
@@ -199,11 +205,22 @@ func (c *copyPlan) writeTar(w io.Writer, names []string) error {
 	defer prev.Close()
 	bw := bufio.NewWriterSize(w, 1<<16)
 	tw := tar.NewWriter(bw)
+	linked := map[[2]uint64]string{} // inode -> the first name written for it
 	for _, n := range names {
 		e := c.entries[n]
 		h := e.hdr
 		h.ModTime = h.ModTime.Truncate(time.Second)
 		h.Format = tar.FormatUnknown
+		if e.ino != nil && h.Typeflag == tar.TypeReg {
+			if first, ok := linked[*e.ino]; ok {
+				h.Typeflag, h.Linkname, h.Size = tar.TypeLink, first, 0
+				if err := tw.WriteHeader(&h); err != nil {
+					return fmt.Errorf("writing layer: %s: %w", n, err)
+				}
+				continue
+			}
+			linked[*e.ino] = n
+		}
 		if err := tw.WriteHeader(&h); err != nil {
 			return fmt.Errorf("writing layer: %s: %w", n, err)
 		}

@@ -830,3 +830,20 @@ func TestBuildAddGit(t *testing.T) {
 	bldCheckTree(t, tree, []bldFile{reg("/sub/new", 0o644, "B\n"), absent("/src/sub/new")})
 	e.fails("no ref \"nosuch\"", "build", "-q", bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nADD " + u + "#nosuch /x\n"}))
 }
+
+// TestBuildCopyHardlinks: files of the context that are hard links of one
+// another stay one file and hard links in COPY's layer (as BuildKit's), and
+// a RUN after it sees one inode.
+func TestBuildCopyHardlinks(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	ctx := bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nCOPY d /x\nRUN stat -c %h /x/a > /links && test /x/a -ef /x/b && echo same > /same\n", "d/a": "hi\n", "d/c": "c\n"})
+	if err := os.Link(filepath.Join(ctx, "d", "a"), filepath.Join(ctx, "d", "b")); err != nil {
+		t.Fatal(err)
+	}
+	tree, _ := bldBuild(t, e, ctx, "hardlinks")
+	bldCheckTree(t, tree, []bldFile{
+		reg("/x/a", 0o644, "hi\n"), {Path: "/x/b", Type: tar.TypeLink, Mode: 0o644, Link: "x/a"}, reg("/x/c", 0o644, "c\n"),
+		reg("/links", 0o644, "2\n"), reg("/same", 0o644, "same\n"),
+	})
+}
