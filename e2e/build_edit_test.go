@@ -24,7 +24,7 @@ func TestBuildCacheEditRebuild(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "1700000000") // the same bbase and RUN layers in every root
 	files := map[string]string{
 		"Dockerfile": "FROM bbase\nCOPY src /src\n" +
-			"RUN find /src | sort | xargs stat -c '%n %F %a %u:%g %Y %s' > /list && find /src -type f | sort | xargs md5sum > /sums\n",
+			"RUN find /src | sort | xargs stat -c '%n %F %a %u:%g %Y %s %h' > /list && find /src -type f | sort | xargs md5sum > /sums\n",
 	}
 	for d := 0; d < 4; d++ {
 		for f := 0; f < 10; f++ {
@@ -68,6 +68,8 @@ func TestBuildCacheEditRebuild(t *testing.T) {
 		{"add a file and a directory", func() { write("d1/new", "new\n"); write("d4/sub/x", "x\n") }},
 		{"a directory becomes a file", func() { must(os.RemoveAll(src("d4"))); write("d4", "now a file\n") }},
 		{"a file becomes a directory", func() { must(os.Remove(src("d0/f1"))); write("d0/f1/inner", "inner\n") }},
+		{"a hard link added", func() { must(os.Link(src("d3/f0"), src("d3/hl"))) }},
+		{"a hard-linked file edited", func() { write("d3/f0", "both names see this\n") }},
 	}
 	// rebuild edits and checks the result against a fresh root's build;
 	// inUse: a container of the image before the edit exists, so the

@@ -40,12 +40,15 @@ import (
 //   - everything else goes through Unpack, which replaces an existing
 //     non-directory and merges into an existing directory (owner, mode and
 //     times are set again);
+//   - hard links are always extracted again (their target may be a new
+//     file), and must name a file earlier in the layer (as a fresh
+//     extraction requires);
 //   - only layers for which that is enough are patched: names strictly
 //     increasing and every parent directory an entry of its own (a
 //     directory that exists only because a file is below it would outlive
-//     that file), no root entry, no hardlinks, no sparse files, no
-//     whiteouts, and no xattrs on a directory that changes (merging would
-//     keep stale ones). Anything else is extracted whole, as before.
+//     that file), no root entry, no sparse files, no whiteouts, and no
+//     xattrs on a directory that changes (merging would keep stale ones).
+//     Anything else is extracted whole, as before.
 //
 // The previous directory is taken over only when no active snapshot uses
 // it, under the exclusive gc.lock (no Prepare can be picking it up at the
@@ -89,6 +92,7 @@ func diffLayers(ctx context.Context, prev io.Reader, prevDiffID v1.Hash, next io
 	prevDirs := map[string]bool{}   // directories of the previous layer
 	emitted := map[string]bool{}    // directories already in the patch
 	removed := map[string]bool{}    // previous directories removed or replaced
+	files := map[string]bool{}      // non-directories of the new layer so far
 	bufA := make([]byte, 64<<10)
 	bufB := make([]byte, 64<<10)
 
@@ -189,9 +193,20 @@ func diffLayers(ctx context.Context, prev io.Reader, prevDiffID v1.Hash, next io
 				return nil, err
 			}
 		}
+		if n.typ == tar.TypeLink {
+			// a hard link must name a file extracted before it, and is
+			// always made again: its target may be a new file
+			if t := cleanName(n.link); !files[t] || t == n.name {
+				return nil, fmt.Errorf("%w: %s: hard link to %q, not an earlier file", errNoPatch, n.name, n.link)
+			}
+		} else if n.typ != tar.TypeDir {
+			files[n.name] = true
+		}
 		same := false
 		if p != nil && p.name == n.name {
-			if bytes.Equal(p.raw, n.raw) {
+			if n.typ == tar.TypeLink {
+				// never the same
+			} else if bytes.Equal(p.raw, n.raw) {
 				if same, err = sameData(pr, nr, n.size, bufA, bufB); err != nil {
 					return nil, err
 				}
@@ -256,7 +271,7 @@ func patchable(e *rawEntry, last string, hasLast bool, dirs map[string]bool) err
 		return fmt.Errorf("%w: %s: a whiteout", errNoPatch, e.name)
 	}
 	switch e.typ {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeFifo, tar.TypeChar, tar.TypeBlock:
+	case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeFifo, tar.TypeChar, tar.TypeBlock, tar.TypeLink:
 	default:
 		return fmt.Errorf("%w: %s: entry type %q", errNoPatch, e.name, e.typ)
 	}

@@ -111,6 +111,7 @@ func randomTree(rng *rand.Rand) rtree {
 				r[n] = rentry(rng, n, tar.TypeReg)
 			}
 			r[sub+"/l"] = rentry(rng, sub+"/l", tar.TypeSymlink)
+			r[sub+"/h"] = ent{hdr: tar.Header{Name: sub + "/h", Typeflag: tar.TypeLink, Linkname: sub + "/f0"}}
 		}
 		r[top+"/p"] = rentry(rng, top+"/p", tar.TypeFifo)
 	}
@@ -122,7 +123,7 @@ func randomTree(rng *rand.Rand) rtree {
 func mutate(rng *rand.Rand, r rtree, n int) string {
 	var log []string
 	for i := 0; i < n; i++ {
-		op := rng.Intn(12)
+		op := rng.Intn(14)
 		switch op {
 		case 0, 1: // edit a file
 			if f, ok := r.pick(rng, tar.TypeReg); ok {
@@ -200,6 +201,27 @@ func mutate(rng *rand.Rand, r rtree, n int) string {
 			if f, ok := r.pick(rng, tar.TypeReg); ok {
 				r[f] = rentry(rng, f, tar.TypeSymlink)
 				log = append(log, "file->symlink "+f)
+			}
+		case 12: // a file becomes a hard link to an earlier one
+			if f, ok := r.pick(rng, tar.TypeReg); ok {
+				if g, ok := r.pick(rng, tar.TypeReg); ok && g < f {
+					r[f] = ent{hdr: tar.Header{Name: f, Typeflag: tar.TypeLink, Linkname: g}}
+					log = append(log, "link "+f+" => "+g)
+				}
+			}
+		case 13: // a hard link becomes a file
+			if f, ok := r.pick(rng, tar.TypeLink); ok {
+				r[f] = rentry(rng, f, tar.TypeReg)
+				log = append(log, "unlink "+f)
+			}
+		}
+	}
+	// a hard link whose target went becomes a file of its own
+	for n, e := range r {
+		if e.hdr.Typeflag == tar.TypeLink {
+			if t, ok := r[e.hdr.Linkname]; !ok || t.hdr.Typeflag != tar.TypeReg {
+				r[n] = rentry(rng, n, tar.TypeReg)
+				log = append(log, "(unlink "+n+")")
 			}
 		}
 	}
@@ -369,7 +391,8 @@ func TestDiffLayersRefuses(t *testing.T) {
 	xdir := dir("a", 0o755)
 	xdir.hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.k": "v"}
 	cases := map[string]struct{ prev, next []ent }{
-		"hardlink":         {base, append(base[:2:2], hardlink("a/h", "a/f"))},
+		"link to a later":  {base, []ent{dir("a", 0o755), hardlink("a/e", "a/f"), file("a/f", "1", 0o644)}},
+		"link to nothing":  {base, append(base[:2:2], hardlink("a/h", "a/x"))},
 		"whiteout":         {base, append(base[:2:2], file("a/.wh.g", "", 0))},
 		"implicit parent":  {base, []ent{file("a/f", "2", 0o644)}},
 		"unsorted":         {base, []ent{dir("a", 0o755), file("a/g", "1", 0o644), file("a/f", "1", 0o644)}},

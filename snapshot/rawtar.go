@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"archive/tar"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ type rawTar struct{ s *tarscan.Scanner }
 type rawEntry struct {
 	name string // clean name, relative to the root ("" is the root)
 	typ  byte
+	link string            // hard link target (TypeLink)
 	pax  map[string]string // PAX records, if any
 	// raw holds the header blocks; it is only valid until the next call to
 	// next.
@@ -42,6 +44,9 @@ func (t *rawTar) next() (*rawEntry, error) {
 	re := &rawEntry{name: cleanName(e.Name), typ: e.Typeflag, raw: e.Raw, start: e.Start, size: e.DataSize}
 	if e.Header != nil {
 		re.pax = e.Header.PAXRecords
+	}
+	if e.Typeflag == tar.TypeLink {
+		re.link = e.Linkname
 	}
 	return re, nil
 }

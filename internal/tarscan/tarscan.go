@@ -31,9 +31,10 @@ var ErrUnsupported = errors.New("unsupported tar header")
 
 // Entry is one entry of the stream.
 type Entry struct {
-	// Name, Typeflag and Size are what archive/tar reports (Typeflag after
-	// its mapping of TypeRegA).
+	// Name, Linkname, Typeflag and Size are what archive/tar reports
+	// (Typeflag after its mapping of TypeRegA).
 	Name     string
+	Linkname string
 	Typeflag byte
 	Size     int64
 	// Header is archive/tar's whole header when the entry needed it (any
@@ -290,7 +291,7 @@ func fastHeader(b []byte, e *Entry) bool {
 	if prefix := cString(b[345:500]); prefix != "" {
 		name = prefix + "/" + name
 	}
-	e.Name, e.Typeflag, e.Size = name, b[156], size
+	e.Name, e.Linkname, e.Typeflag, e.Size = name, cString(b[157:257]), b[156], size
 	return true
 }
 
@@ -373,6 +374,6 @@ func slowHeader(raw []byte, e *Entry) error {
 			return fmt.Errorf("%w: a sparse file", ErrUnsupported)
 		}
 	}
-	e.Name, e.Typeflag, e.Size, e.Header = h.Name, h.Typeflag, h.Size, h
+	e.Name, e.Linkname, e.Typeflag, e.Size, e.Header = h.Name, h.Linkname, h.Typeflag, h.Size, h
 	return nil
 }

@@ -81,6 +81,7 @@ func randomTar(t testing.TB, rng *rand.Rand, n int) []byte {
 
 type seen struct {
 	name string
+	link string
 	typ  byte
 	size int64
 	data string
@@ -101,7 +102,7 @@ func readStd(t testing.TB, b []byte) []seen {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, seen{h.Name, h.Typeflag, h.Size, string(d)})
+		out = append(out, seen{h.Name, h.Linkname, h.Typeflag, h.Size, string(d)})
 	}
 }
 
@@ -133,7 +134,7 @@ func readScan(t testing.TB, b []byte, r io.Reader, bufSize int, readData bool) (
 			}
 			d = b[e.Start+int64(len(e.Raw)) : end]
 		}
-		out = append(out, seen{e.Name, e.Typeflag, e.Size, string(d)})
+		out = append(out, seen{e.Name, e.Linkname, e.Typeflag, e.Size, string(d)})
 	}
 }
 
@@ -179,8 +180,8 @@ func compare(t *testing.T, what string, got, want []seen) {
 	}
 	for i := range got {
 		if got[i] != want[i] {
-			t.Fatalf("%s: entry %d:\n got  %q %q %d (%d bytes)\n want %q %q %d (%d bytes)", what, i,
-				got[i].name, got[i].typ, got[i].size, len(got[i].data), want[i].name, want[i].typ, want[i].size, len(want[i].data))
+			t.Fatalf("%s: entry %d:\n got  %q %q %q %d (%d bytes)\n want %q %q %q %d (%d bytes)", what, i,
+				got[i].name, got[i].link, got[i].typ, got[i].size, len(got[i].data), want[i].name, want[i].link, want[i].typ, want[i].size, len(want[i].data))
 		}
 	}
 }
@@ -251,7 +252,7 @@ func FuzzScanner(f *testing.F) {
 			if err != nil {
 				t.Fatalf("entry %d: scanner read %q, archive/tar: %v", i, g.name, err)
 			}
-			if w := (seen{h.Name, h.Typeflag, h.Size, string(d)}); w != g {
+			if w := (seen{h.Name, h.Linkname, h.Typeflag, h.Size, string(d)}); w != g {
 				t.Fatalf("entry %d: scanner %q %q %d, archive/tar %q %q %d", i, g.name, g.typ, g.size, w.name, w.typ, w.size)
 			}
 		}
