@@ -460,3 +460,57 @@ func TestDiffLayersOps(t *testing.T) {
 		t.Errorf("entries %d changed %d, want 12 and 3", d.entries, d.changed)
 	}
 }
+
+// TestPutLayerPatchConcurrent runs several PutLayers from the same previous
+// layer at once (as parallel builds would): at most one takes the previous
+// directory over, and every layer's unpacked form, however it was made, is
+// its fresh extraction.
+func TestPutLayerPatchConcurrent(t *testing.T) {
+	requireRoot(t)
+	if err := OverlaySupported(t.TempDir()); err != nil {
+		t.Skipf("overlay unavailable: %v", err)
+	}
+	ctx := context.Background()
+	s, err := store.Open(t.TempDir())
+	must(t, err)
+	sn, err := New(s, "overlay")
+	must(t, err)
+	rng := rand.New(rand.NewSource(7))
+	prevTree := randomTree(rng)
+	l0, err := PutLayer(ctx, sn, s, nil, nil, bytes.NewReader(prevTree.tar(t)))
+	must(t, err)
+	var tars [][]byte
+	for i := 0; i < 4; i++ {
+		next := prevTree.clone()
+		mutate(rng, next, 2)
+		tars = append(tars, next.tar(t))
+	}
+	layers := make([]v1.Layer, len(tars))
+	errs := make(chan error, len(tars))
+	for i, b := range tars {
+		go func() {
+			l, err := PutLayer(ctx, sn, s, nil, l0, bytes.NewReader(b))
+			layers[i] = l
+			errs <- err
+		}()
+	}
+	for range tars {
+		must(t, <-errs)
+	}
+	for i, l := range layers {
+		dir := layerDir(t, s, []v1.Layer{l})
+		if ready(dir) {
+			want := t.TempDir()
+			must(t, unpackLayer(ctx, l, want, overlayUnpackOptions()))
+			if d := diffLines(dumpExact(t, want), dumpExact(t, filepath.Join(dir, "fs"))); d != "" {
+				t.Errorf("layer %d differs from its extraction:\n%s", i, d)
+			}
+		}
+		if d := diffLines(appliedTree(t, []v1.Layer{l}), preparedTree(t, sn, []v1.Layer{l})); d != "" {
+			t.Errorf("layer %d: snapshot differs from the applied layer:\n%s", i, d)
+		}
+	}
+	if d := diffLines(appliedTree(t, []v1.Layer{l0}), preparedTree(t, sn, []v1.Layer{l0})); d != "" {
+		t.Errorf("previous layer: snapshot differs from the applied layer:\n%s", d)
+	}
+}
