@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -14,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/strata-dev/strata/internal/ctxio"
 	"github.com/strata-dev/strata/store"
 )
 
@@ -192,26 +192,13 @@ func damagedBlob(ctx context.Context, img v1.Image) (want, got v1.Hash, err erro
 		if err != nil {
 			return want, want, err
 		}
-		got, _, err = v1.SHA256(ctxReader{ctx, rc})
+		got, _, err = v1.SHA256(ctxio.Reader(ctx, rc))
 		rc.Close()
 		if err != nil || got != want {
 			return want, got, err
 		}
 	}
 	return want, want, nil
-}
-
-// ctxReader stops a long read when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // localImage is the stored image src, compressed for the wire.

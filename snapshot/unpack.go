@@ -13,6 +13,8 @@ import (
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/internal/ctxio"
 )
 
 // WhiteoutMode says what Unpack does with OCI whiteouts.
@@ -73,7 +75,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) er
 		u.seen = map[string]bool{}
 	}
 	defer u.dropParent()
-	tail := &tailReader{r: ctxReader{ctx, r}}
+	tail := &tailReader{r: ctxio.Reader(ctx, r)}
 	tr := tar.NewReader(tail)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -639,20 +641,6 @@ func (t *tailReader) ended() bool {
 		return true
 	}
 	return t.n%512 == 0 && t.tail == [512]byte{}
-}
-
-// ctxReader stops a read when the context is cancelled (a big file's copy
-// included).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // writerOnly hides ReadFrom so io.CopyBuffer uses our big buffer.

@@ -16,6 +16,8 @@ import (
 	"github.com/klauspost/pgzip"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/internal/ctxio"
 )
 
 // Compression algorithms for CompressedImage.
@@ -227,7 +229,7 @@ func compress(ctx context.Context, w io.Writer, r io.Reader, d v1.Hash, algo str
 		zw = z
 	}
 	hr := newHashingReader(r)
-	if _, err := io.Copy(zw, ctxReader{ctx, hr}); err != nil {
+	if _, err := io.Copy(zw, ctxio.Reader(ctx, hr)); err != nil {
 		zw.Close()
 		return err
 	}

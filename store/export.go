@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/strata-dev/strata/internal/ctxio"
 )
 
 // Whiteout names of the OCI layer format.
@@ -157,7 +159,7 @@ func scanLayer(ctx context.Context, l v1.Layer, i int, root *fsNode) error {
 		return err
 	}
 	defer rc.Close()
-	tr := tar.NewReader(ctxReader{ctx, rc})
+	tr := tar.NewReader(ctxio.Reader(ctx, rc))
 	regular := map[string]*fsEntry{} // this layer's regular files, for hardlinks
 	for seq := 0; ; seq++ {
 		hdr, err := tr.Next()
@@ -283,7 +285,7 @@ func copyLayer(ctx context.Context, l v1.Layer, plan map[int]emit, tw *tar.Write
 		return err
 	}
 	defer rc.Close()
-	tr := tar.NewReader(ctxReader{ctx, rc})
+	tr := tar.NewReader(ctxio.Reader(ctx, rc))
 	for seq := 0; ; seq++ {
 		hdr, err := tr.Next()
 		if err == io.EOF {

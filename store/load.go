@@ -15,6 +15,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/strata-dev/strata/internal/ctxio"
 )
 
 // LoadedImage is one image Load stored.
@@ -114,7 +116,7 @@ func (l *loader) discard() {
 // read stages every file of the archive.
 func (l *loader) read(ctx context.Context, r io.Reader) error {
 	checked := CheckTar(r)
-	tr := tar.NewReader(ctxReader{ctx, checked})
+	tr := tar.NewReader(ctxio.Reader(ctx, checked))
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {

@@ -14,6 +14,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/internal/ctxio"
 )
 
 // ErrNotFound is returned (wrapped) when a blob or image is not in the store.
@@ -211,7 +213,7 @@ func (s *Store) PutBlob(ctx context.Context, r io.Reader, want v1.Hash, size int
 		return v1.Hash{}, 0, err
 	}
 	defer w.Close()
-	if _, err := io.Copy(w, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(w, ctxio.Reader(ctx, r)); err != nil {
 		return v1.Hash{}, 0, err
 	}
 	h, err := w.Commit(want, size)
@@ -222,19 +224,6 @@ func (s *Store) PutBlob(ctx context.Context, r io.Reader, want v1.Hash, size int
 func (s *Store) PutBytes(b []byte) (v1.Hash, error) {
 	h, _, err := s.PutBlob(context.Background(), bytes.NewReader(b), v1.Hash{}, int64(len(b)))
 	return h, err
-}
-
-// ctxReader stops a copy when the context is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // hashingReader computes the sha256 of what is read through it.
