@@ -29,16 +29,10 @@ func WithMountpoints(mounts []Mount, dir string) ([]Mount, error) {
 		return mounts, nil
 	}
 	m := mounts[0]
-	lowers, _ := overlayOptions(m.Options)
-	stack := overlayLower(lowers)
-	for _, o := range m.Options {
-		if v, ok := strings.CutPrefix(o, "upperdir="); ok {
-			stack = append(overlayLower{v}, lowers...)
-		}
-	}
-	if len(lowers) == 0 {
+	if lowers, _ := overlayOptions(m.Options); len(lowers) == 0 {
 		return mounts, nil
 	}
+	stack := m.stack()
 	var missing []string
 	etc, etcFound := stack.lookup("etc")
 	etcDir := false
@@ -116,14 +110,11 @@ func copyDirAttrs(src, dst string) error {
 	if err := unix.Lstat(src, &st); err != nil {
 		return err
 	}
-	xattrs, err := readXattrs(src)
+	xattrs, err := readXattrs(src) // without overlay's own
 	if err != nil {
 		return err
 	}
 	for k, v := range xattrs {
-		if strings.HasPrefix(k, "trusted.overlay.") || strings.HasPrefix(k, "user.overlay.") {
-			continue
-		}
 		if err := unix.Lsetxattr(dst, k, []byte(v), 0); err != nil {
 			return fmt.Errorf("/etc xattr %s: %w", k, err)
 		}
@@ -138,6 +129,36 @@ func copyDirAttrs(src, dst string) error {
 	return unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
+// WritableDir is the directory that takes m's writes: an overlay's
+// upperdir, or a bind's source ("" for other mounts).
+func (m Mount) WritableDir() string {
+	switch m.Type {
+	case "overlay":
+		for _, o := range m.Options {
+			if v, ok := strings.CutPrefix(o, "upperdir="); ok {
+				return v
+			}
+		}
+	case "bind", "rbind":
+		return m.Source
+	}
+	return ""
+}
+
+// stack is m's filesystem as overlay-form directories, top first: its
+// writable directory, then an overlay's lower layers.
+func (m Mount) stack() overlayLower {
+	var s overlayLower
+	if w := m.WritableDir(); w != "" {
+		s = append(s, w)
+	}
+	if m.Type == "overlay" {
+		lowers, _ := overlayOptions(m.Options)
+		s = append(s, lowers...)
+	}
+	return s
+}
+
 // systemMountpoints are the directories the sandbox mounts its /proc, /dev
 // and /sys on.
 var systemMountpoints = []string{"proc", "dev", "sys"}
@@ -148,30 +169,10 @@ var systemMountpoints = []string{"proc", "dev", "sys"}
 // them for BuildKit's RUN: with WithSystemMountpoints, the layer committed
 // afterwards has them.
 func MakeSystemMountpoints(mounts []Mount) error {
-	if len(mounts) != 1 {
+	if len(mounts) != 1 || mounts[0].WritableDir() == "" {
 		return nil
 	}
-	m := mounts[0]
-	var top string
-	var stack overlayLower
-	switch m.Type {
-	case "overlay":
-		lowers, _ := overlayOptions(m.Options)
-		for _, o := range m.Options {
-			if v, ok := strings.CutPrefix(o, "upperdir="); ok {
-				top = v
-			}
-		}
-		if top == "" {
-			return nil
-		}
-		stack = append(overlayLower{top}, lowers...)
-	case "bind", "rbind":
-		top = m.Source
-		stack = overlayLower{top}
-	default:
-		return nil
-	}
+	top, stack := mounts[0].WritableDir(), mounts[0].stack()
 	for _, d := range systemMountpoints {
 		if _, ok := stack.lookup(d); ok {
 			continue
