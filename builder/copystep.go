@@ -173,7 +173,7 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 	if a.chmod != "" {
 		hist += " --chmod=" + a.chmod
 	}
-	var local []string
+	var local, urls []string
 	var gits []gitRef
 	for _, s := range a.sd.SourcePaths {
 		hist += " " + s
@@ -185,6 +185,7 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 			if !a.add {
 				return fmt.Errorf("source can't be a URL for COPY: %s", s)
 			}
+			urls = append(urls, s)
 			continue
 		}
 		local = append(local, s)
@@ -249,15 +250,8 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 		resolved = append(resolved, resolvedGit{g, commit, remoteRef})
 		key.Add("git", g.url, commit, g.subdir, strconv.FormatBool(a.keepGitDir))
 	}
-	var urls []string
-	for _, s := range a.sd.SourcePaths {
-		if _, ok := parseGitRef(s); ok && a.add {
-			continue
-		}
-		if isURL(s) {
-			urls = append(urls, s)
-			key.Add("url", s)
-		}
+	for _, u := range urls {
+		key.Add("url", u)
 	}
 	// A URL without --checksum is fetched every time: its content is the key.
 	var fetched []fetchedURL

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -23,14 +22,22 @@ type gitRef struct {
 	url, ref, subdir string
 }
 
-var scpLike = regexp.MustCompile(`^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:`)
+// scpLike reports whether s is git's scp-like form, USER@HOST:PATH.
+func scpLike(s string) bool {
+	user, rest, ok := strings.Cut(s, "@")
+	if !ok || user == "" || strings.ContainsAny(user, "/:") {
+		return false
+	}
+	host, _, ok := strings.Cut(rest, ":")
+	return ok && host != "" && !strings.Contains(host, "/")
+}
 
 // parseGitRef reports whether s is a git source: a git:// or ssh:// URL, an
 // scp-like git@host:path, or an http(s) URL whose path ends in .git.
 func parseGitRef(s string) (gitRef, bool) {
 	base, frag, _ := strings.Cut(s, "#")
 	switch {
-	case strings.HasPrefix(base, "git://"), strings.HasPrefix(base, "ssh://"), scpLike.MatchString(base):
+	case strings.HasPrefix(base, "git://"), strings.HasPrefix(base, "ssh://"), scpLike(base):
 	case strings.HasPrefix(base, "http://"), strings.HasPrefix(base, "https://"):
 		u, err := url.Parse(base)
 		if err != nil || !strings.HasSuffix(u.Path, ".git") {
@@ -45,7 +52,18 @@ func parseGitRef(s string) (gitRef, bool) {
 
 func (g gitRef) String() string { return g.url + "#" + g.ref }
 
-var commitID = regexp.MustCompile(`^[0-9a-f]{40}$`)
+// isCommitID reports whether s is a full SHA-1 commit ID.
+func isCommitID(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // git runs git with a clean, non-interactive environment.
 func git(ctx context.Context, dir string, args ...string) ([]byte, error) {
@@ -71,7 +89,7 @@ func (g gitRef) resolve(ctx context.Context) (commit, remoteRef string, err erro
 	if _, err := exec.LookPath("git"); err != nil {
 		return "", "", fmt.Errorf("ADD %s: git is not installed", g)
 	}
-	if commitID.MatchString(g.ref) {
+	if isCommitID(g.ref) {
 		return g.ref, "", nil
 	}
 	ref := g.ref

@@ -138,10 +138,7 @@ func (st *stage) mountIdentity(m *instructions.Mount) (string, error) {
 		return "", nil
 	}
 	if m.From != "" {
-		if dep := st.b.stageRef(m.From, st.index); dep != nil {
-			return "stage:" + dep.key, nil
-		}
-		return "image:" + m.From, nil
+		return st.fromIdentity(m.From), nil
 	}
 	files, err := walkSource(st.b.bctx.root, strings.TrimPrefix(path.Clean("/"+m.Source), "/"), st.b.bctx.ignore, nil)
 	if err != nil {
@@ -338,17 +335,7 @@ func removeStubs(ms []snapshot.Mount, stubs []string) {
 	if len(stubs) == 0 || len(ms) == 0 {
 		return
 	}
-	root := ""
-	switch ms[0].Type {
-	case "overlay":
-		for _, o := range ms[0].Options {
-			if v, ok := strings.CutPrefix(o, "upperdir="); ok {
-				root = v
-			}
-		}
-	case "bind":
-		root = ms[0].Source
-	}
+	root := ms[0].WritableDir()
 	if root == "" {
 		return
 	}
@@ -379,6 +366,17 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("process %q did not complete successfully: exit code: %d", e.Cmd, e.Code)
 }
 
+// mountOwner is a mount's uid= and gid= (default 0).
+func mountOwner(m *instructions.Mount) (uid, gid int) {
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	return uid, gid
+}
+
 // newCacheDir makes a cache mount's directory: a copy of base when there is
 // one, else empty with m's mode and owner. A rename puts it in place, so a
 // concurrent build sees either none or a whole one.
@@ -401,13 +399,7 @@ func newCacheDir(dir, base string, m *instructions.Mount) error {
 		if m.Mode != nil {
 			mode = tarMode(int64(*m.Mode))
 		}
-		uid, gid := 0, 0
-		if m.UID != nil {
-			uid = int(*m.UID)
-		}
-		if m.GID != nil {
-			gid = int(*m.GID)
-		}
+		uid, gid := mountOwner(m)
 		os.Chmod(tmp, mode)
 		os.Chown(tmp, uid, gid)
 	}
@@ -417,13 +409,33 @@ func newCacheDir(dir, base string, m *instructions.Mount) error {
 	return nil
 }
 
-// fromIdentity is what from=NAME (a stage or an image) contributes to a
-// cache mount's identity.
-func (st *stage) fromIdentity(from string) (string, error) {
+// fromIdentity names what a mount's from=NAME (a stage or an image) holds,
+// for the RUN's key and a cache mount's identity.
+func (st *stage) fromIdentity(from string) string {
 	if dep := st.b.stageRef(from, st.index); dep != nil {
-		return "stage:" + dep.key, nil
+		return "stage:" + dep.key
 	}
-	return "image:" + from, nil
+	return "image:" + from
+}
+
+// cacheSeed returns the directory a new cache mount with from= starts as a
+// copy of: m.From's src, made ready on disk.
+func (st *stage) cacheSeed(ctx context.Context, m *instructions.Mount, src string) (string, error) {
+	cs, err := st.copySource(ctx, m.From)
+	if err != nil {
+		return "", err
+	}
+	if err := cs.materialize(st.b, []string{src}); err != nil {
+		return "", err
+	}
+	base, err := securejoin.SecureJoin(cs.root, src)
+	if err != nil {
+		return "", err
+	}
+	if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("--mount=type=cache,from=%s,source=%s: not a directory", m.From, m.Source)
+	}
+	return base, nil
 }
 
 // prepareMount makes a RUN --mount's source ready.
@@ -442,28 +454,10 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 			id = target
 		}
 		// from=STAGE|IMAGE[,source=PATH]: the cache starts as a copy of that
-		// path, and (as in BuildKit) a different base is a different cache.
-		var base string
+		// path, and a different base is a different cache.
+		src := strings.TrimPrefix(path.Clean("/"+m.Source), "/")
 		if m.From != "" {
-			ident, err := st.fromIdentity(m.From)
-			if err != nil {
-				return runMount{}, err
-			}
-			id += "\x00from " + ident + "\x00" + path.Clean("/"+m.Source)
-			cs, err := st.copySource(ctx, m.From)
-			if err != nil {
-				return runMount{}, err
-			}
-			src := strings.TrimPrefix(path.Clean("/"+m.Source), "/")
-			if err := cs.materialize(b, []string{src}); err != nil {
-				return runMount{}, err
-			}
-			if base, err = securejoin.SecureJoin(cs.root, src); err != nil {
-				return runMount{}, err
-			}
-			if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
-				return runMount{}, fmt.Errorf("--mount=type=cache,from=%s,source=%s: not a directory", m.From, m.Source)
-			}
+			id += "\x00from " + st.fromIdentity(m.From) + "\x00/" + src
 		}
 		cdir, err := b.s.Dir("cache")
 		if err != nil {
@@ -471,6 +465,13 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 		}
 		dir := filepath.Join(cdir, "mounts", cache.ContextID(id))
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			var base string
+			if m.From != "" {
+				// only a new cache needs its base (materialized on demand)
+				if base, err = st.cacheSeed(ctx, m, src); err != nil {
+					return runMount{}, err
+				}
+			}
 			if err := newCacheDir(dir, base, m); err != nil {
 				return runMount{}, fmt.Errorf("cache mount %s: %w", target, err)
 			}
@@ -559,13 +560,7 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 			return runMount{}, err
 		}
 		os.Chmod(p, mode)
-		uid, gid := 0, 0
-		if m.UID != nil {
-			uid = int(*m.UID)
-		}
-		if m.GID != nil {
-			gid = int(*m.GID)
-		}
+		uid, gid := mountOwner(m)
 		os.Chown(p, uid, gid)
 		return runMount{bind: &rootfs.Bind{Source: p, Target: target, ReadOnly: true}, env: envVar}, nil
 	case instructions.MountTypeBind:

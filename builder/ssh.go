@@ -82,14 +82,8 @@ func (st *stage) prepareSSH(m *instructions.Mount, n int) (runMount, error) {
 	if m.Mode != nil {
 		mode = os.FileMode(*m.Mode) & 0o777
 	}
-	uid, gid := 0, 0
-	if m.UID != nil {
-		uid = int(*m.UID)
-	}
-	if m.GID != nil {
-		gid = int(*m.GID)
-	}
-	if err := os.Chown(sock, uid, gid); err == nil {
+	uid, gid := mountOwner(m)
+	if err = os.Chown(sock, uid, gid); err == nil {
 		err = os.Chmod(sock, mode)
 	}
 	if err != nil {
