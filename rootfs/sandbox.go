@@ -1,7 +1,7 @@
 package rootfs
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -221,20 +221,8 @@ func ReleasePrestart() {
 // readLine reads init's status line: up to the first newline, or all there
 // is when the pipe ends first (init died before writing one).
 func (sb *Sandbox) readLine() {
-	var buf []byte
-	b := make([]byte, 512)
-	for len(buf) < 64<<10 {
-		n, err := sb.status.Read(b)
-		buf = append(buf, b[:n]...)
-		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-			buf = buf[:i]
-			break
-		}
-		if err != nil {
-			break
-		}
-	}
-	sb.line <- string(buf)
+	line, _ := bufio.NewReader(io.LimitReader(sb.status, 64<<10)).ReadString('\n')
+	sb.line <- strings.TrimSuffix(line, "\n")
 }
 
 // Close ends an unused sandbox (killing its init) and releases what Start
