@@ -51,6 +51,13 @@ type builder struct {
 	tmpDirs  []string
 	sem      chan struct{}
 	bg       sync.WaitGroup
+	// layers whose blobs are still being stored (RUN layers, see
+	// recordLayer); buildCtx is the build's own context, which they use:
+	// the stages' context ends with the stages, before the blobs are
+	// needed, and a failed sibling stage must not fail them.
+	storing  sync.WaitGroup
+	storeErr error
+	buildCtx context.Context
 	snap     snapshot.Snapshotter
 	remote   []*remoteSource // --cache-from
 	steps    []stepRecord    // layer steps, for --cache-to
@@ -196,6 +203,7 @@ func (b *builder) run(ctx context.Context) (*Result, error) {
 	}
 	b.sem = make(chan struct{}, jobs)
 	need := target.closure()
+	b.buildCtx = ctx
 	g, gctx := errgroup.WithContext(ctx)
 	for _, st := range b.stages {
 		if !need[st] {
@@ -204,6 +212,9 @@ func (b *builder) run(ctx context.Context) (*Result, error) {
 		g.Go(func() error { return st.build(gctx) })
 	}
 	err = g.Wait()
+	if serr := b.waitStored(); err == nil {
+		err = serr
+	}
 	if b.bctx != nil && b.bctx.hasher != nil {
 		if serr := b.bctx.hasher.Save(); serr != nil && err == nil {
 			b.prog.warn("saving the context stat cache: " + serr.Error())

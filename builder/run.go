@@ -164,7 +164,7 @@ func (b *builder) snapshotter() (snapshot.Snapshotter, error) {
 	}
 	// RUN layers keep the /proc, /dev and /sys mountpoints the base lacked,
 	// as BuildKit's do.
-	opts := []snapshot.Option{snapshot.WithSystemMountpoints()}
+	opts := []snapshot.Option{snapshot.WithSystemMountpoints(), snapshot.WithProcessOwned()}
 	if b.epoch != nil {
 		opts = append(opts, snapshot.WithSourceDateEpoch(*b.epoch))
 	}
@@ -284,9 +284,10 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 		return nil, &ExitError{Cmd: strings.Join(args, " "), Code: code}
 	}
 	removeStubs(ms, stubs)
-	// CommitRemove keeps the upper directory as the unpacked layer (overlay):
-	// the next RUN over this layer needs no extraction.
-	l, err := sn.CommitRemove(ctx, key)
+	// The upper directory becomes the unpacked layer (overlay), so the next
+	// RUN over this layer needs no extraction, and a big layer's blob is
+	// written while the next step runs (Build waits for it).
+	l, err := sn.CommitRemoveAsync(b.buildCtx, key)
 	if err != nil {
 		return nil, err
 	}

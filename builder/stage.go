@@ -21,6 +21,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-dev/strata/cache"
+	"github.com/strata-dev/strata/snapshot"
 )
 
 const historyComment = "buildkit.dockerfile.v0"
@@ -591,14 +592,49 @@ func (st *stage) layerStep(ctx context.Context, name, key, createdBy string, pro
 		return err
 	}
 	created := b.stageTime()
-	if err := b.cacheStore(key, l, created); err != nil {
-		b.prog.warn("recording the build cache: " + err.Error())
-	}
+	b.recordLayer(key, l, created)
 	v.done()
 	st.layers = append(st.layers, l)
 	st.key = chainKey(key, l)
 	st.history(createdBy, true, timePtr(created))
 	return nil
+}
+
+// recordLayer adds the layer a step produced to the build cache, once its
+// blob is stored: a snapshot.Pending one (a RUN's) in the background.
+func (b *builder) recordLayer(key string, l v1.Layer, created time.Time) {
+	record := func() {
+		if err := b.cacheStore(key, l, created); err != nil {
+			b.prog.warn("recording the build cache: " + err.Error())
+		}
+	}
+	p, ok := l.(snapshot.Pending)
+	if !ok {
+		record()
+		return
+	}
+	b.storing.Add(1)
+	go func() {
+		defer b.storing.Done()
+		if err := p.Stored(); err != nil {
+			b.mu.Lock()
+			if b.storeErr == nil {
+				b.storeErr = err
+			}
+			b.mu.Unlock()
+			return
+		}
+		record()
+	}()
+}
+
+// waitStored waits for the blobs of the layers recordLayer was given and
+// returns the first error storing one.
+func (b *builder) waitStored() error {
+	b.storing.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.storeErr
 }
 
 // chainKey is the parent key of the step after a layer step: the step's key

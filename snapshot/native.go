@@ -47,7 +47,7 @@ func (n *native) Prepare(ctx context.Context, key string, parents []v1.Layer) ([
 	if err := copyTree(ctx, lower, rootfs, copyContainer); err != nil {
 		return fail(fmt.Errorf("copying the lower tree: %w", err))
 	}
-	if err := writeMeta(dir, &meta{Kind: "native", Lowers: []string{lower}}); err != nil {
+	if err := writeMeta(dir, &meta{Kind: "native", Lowers: []string{lower}, Owned: n.owned}); err != nil {
 		return fail(err)
 	}
 	return n.mounts(dir), nil
@@ -141,6 +141,20 @@ func (n *native) CommitRemove(ctx context.Context, key string) (v1.Layer, error)
 		return nil, err
 	}
 	return l, n.Remove(ctx, key)
+}
+
+// CommitRemoveAsync stores the blob before it returns: a native snapshot's
+// directory is not kept as the layer.
+func (n *native) CommitRemoveAsync(ctx context.Context, key string) (Pending, error) {
+	l, err := n.CommitRemove(ctx, key)
+	if l == nil {
+		return nil, err
+	}
+	p, serr := stored(l)
+	if serr != nil {
+		return nil, serr
+	}
+	return p, err
 }
 
 func (n *native) Changes(ctx context.Context, key string) ([]Change, error) {

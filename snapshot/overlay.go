@@ -42,7 +42,7 @@ func (o *overlay) Prepare(ctx context.Context, key string, parents []v1.Layer) (
 		o.Remove(ctx, key)
 		return nil, fmt.Errorf("preparing %s: %w", key, err)
 	}
-	if err := writeMeta(dir, &meta{Kind: "overlay", Lowers: lowers, Chain: chain}); err != nil {
+	if err := writeMeta(dir, &meta{Kind: "overlay", Lowers: lowers, Chain: chain, Owned: o.owned}); err != nil {
 		o.Remove(ctx, key)
 		return nil, fmt.Errorf("preparing %s: %w", key, err)
 	}

@@ -48,6 +48,13 @@ type Snapshotter interface {
 	// or clamped, mountpoints and overlay bookkeeping dropped), so that a
 	// snapshot over it needs no second extraction (builds: one per RUN).
 	CommitRemove(ctx context.Context, key string) (v1.Layer, error)
+	// CommitRemoveAsync is CommitRemove returning as soon as the layer's
+	// digest is known and (overlay) the upper directory has become its
+	// unpacked form: a big diff is hashed first and its blob written in
+	// the background, from that directory, and checked against the same
+	// digest. The next snapshot may use the layer at once; reading its
+	// content waits for the blob (see Pending).
+	CommitRemoveAsync(ctx context.Context, key string) (Pending, error)
 	// Changes lists what the active snapshot changed, sorted by path, like
 	// `docker diff`.
 	Changes(ctx context.Context, key string) ([]Change, error)
@@ -106,6 +113,15 @@ type Option func(*base)
 // variable is used when set.
 func WithSourceDateEpoch(t time.Time) Option {
 	return func(b *base) { b.epoch = &t }
+}
+
+// WithProcessOwned ties every snapshot this snapshotter prepares to the
+// process: it holds a lock on the snapshot until Remove, and once the
+// process is gone (a build killed mid-step) the next Cleanup, which every
+// strata command runs when it can, removes the snapshot. For snapshots
+// nothing outlives the process that made them (build steps).
+func WithProcessOwned() Option {
+	return func(b *base) { b.owned = true }
 }
 
 // WithSystemMountpoints makes Diff and Commit keep the empty /proc, /dev and
@@ -205,6 +221,11 @@ type base struct {
 	epoch *time.Time
 	// keepSys keeps empty /proc, /dev and /sys mountpoints in diffs.
 	keepSys bool
+	// owned: snapshots are held by this process (WithProcessOwned); owners
+	// holds the locked owner file of each.
+	owned  bool
+	mu     sync.Mutex
+	owners map[string]*os.File
 }
 
 // meta is an active snapshot's record (active/KEY/meta.json). It is written
@@ -215,7 +236,12 @@ type meta struct {
 	Lowers []string `json:"lowers"`
 	// Chain is the chain ID of the parent layers ("" without parents).
 	Chain string `json:"chain,omitempty"`
+	// Owned: the snapshot lives as long as the process holding ownerFile.
+	Owned bool `json:"owned,omitempty"`
 }
+
+// ownerFile is the file a process-owned snapshot's maker keeps locked.
+const ownerFile = "owner.lock"
 
 // topChain is the chain ID of the whole stack, "" for no layers.
 func topChain(layers []v1.Layer) (string, error) {
@@ -297,7 +323,36 @@ func (b *base) newActive(key string) (string, error) {
 		}
 		return "", err
 	}
+	if b.owned {
+		f, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			if err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("snapshot %s: locking: %w", key, err)
+		}
+		b.mu.Lock()
+		if b.owners == nil {
+			b.owners = map[string]*os.File{}
+		}
+		b.owners[key] = f
+		b.mu.Unlock()
+	}
 	return dir, nil
+}
+
+// ownerGone reports whether the process that made the owned snapshot in
+// dir is gone (its lock on the owner file is free).
+func ownerGone(dir string) bool {
+	f, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	defer f.Close()
+	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
 }
 
 func writeMeta(dir string, m *meta) error {
@@ -324,6 +379,12 @@ func (b *base) Remove(ctx context.Context, key string) error {
 	if err := removeTree(dir); err != nil {
 		return fmt.Errorf("removing snapshot %s: %w", key, err)
 	}
+	b.mu.Lock()
+	if f := b.owners[key]; f != nil {
+		f.Close()
+		delete(b.owners, key)
+	}
+	b.mu.Unlock()
 	return nil
 }
 
@@ -420,6 +481,10 @@ func (b *base) cleanup(ctx context.Context, unused bool) (int64, error) {
 			errs = append(errs, err)
 			continue
 		}
+		if m.Owned && ownerGone(d) {
+			remove(d) // its build was killed
+			continue
+		}
 		for _, l := range m.Lowers {
 			used[filepath.Dir(l)] = true
 		}
@@ -476,24 +541,11 @@ func diskUsage(p string) int64 {
 // Commit streams Diff into the store: the tar writer writes through a big
 // buffer straight into the store's hashing writer.
 func commit(ctx context.Context, s *store.Store, key string, diff func(context.Context, string, io.Writer) error) (v1.Layer, error) {
-	w, err := s.NewWriter()
+	l, err := storeBlob(s, v1.Hash{}, -1, func(w io.Writer) error { return diff(ctx, key, w) })
 	if err != nil {
 		return nil, fmt.Errorf("committing %s: %w", key, err)
 	}
-	defer w.Close()
-	pw := newPipelinedWriter(w)
-	err = diff(ctx, key, pw)
-	if cerr := pw.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("committing %s: %w", key, err)
-	}
-	h, err := w.Commit(v1.Hash{}, -1)
-	if err != nil {
-		return nil, fmt.Errorf("committing %s: %w", key, err)
-	}
-	return s.Layer(h)
+	return l, nil
 }
 
 // chainIDs returns the chain ID of each prefix of layers.

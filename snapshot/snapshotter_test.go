@@ -3,6 +3,8 @@ package snapshot
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"golang.org/x/sys/unix"
@@ -327,62 +329,96 @@ func TestPrepareAfterCrash(t *testing.T) {
 // TestCommitRemove: the layer CommitRemove keeps (overlay: the upper
 // directory, promoted) gives exactly the tree, times included, that
 // extracting the committed layer gives.
+// CommitRemoveAsync (with every diff big enough to be stored in the
+// background) must give the same layer, stored intact.
 func TestCommitRemove(t *testing.T) {
 	ks := kinds(t)
 	ctx := context.Background()
+	defer func(n int64) { asyncMinBytes = n }(asyncMinBytes)
+	asyncMinBytes = 0
 	for _, kind := range ks {
-		for _, epoch := range []bool{false, true} {
-			t.Run(fmt.Sprint(kind, "/epoch=", epoch), func(t *testing.T) {
-				var opts []Option
-				if epoch {
-					opts = append(opts, WithSourceDateEpoch(confEpoch))
-				}
-				s, err := store.Open(t.TempDir())
-				must(t, err)
-				sn, err := New(s, kind, opts...)
-				must(t, err)
-				lowers := layersFromTars(t, confLowers(t))
-				ms, err := sn.Prepare(ctx, "c", lowers)
-				must(t, err)
-				mnt, umount := mountForTest(t, ms)
-				mixedChanges(t, mnt)
-				umount()
-				l, err := sn.CommitRemove(ctx, "c")
-				must(t, err)
-				if keys, _ := sn.List(ctx); len(keys) != 0 {
-					t.Fatalf("keys left: %v", keys)
-				}
-				all := append(append([]v1.Layer{}, lowers...), l)
-				if kind == "overlay" {
-					ids, _ := chainIDs(all)
-					if _, err := os.Stat(filepath.Join(s.Root(), "snapshots", "layers", ids[len(ids)-1].Hex, "fs")); err != nil {
-						t.Fatalf("upper directory not kept as the layer: %v", err)
+		var digests []v1.Hash
+		for _, async := range []bool{false, true} {
+			for _, epoch := range []bool{false, true} {
+				t.Run(fmt.Sprint(kind, "/async=", async, "/epoch=", epoch), func(t *testing.T) {
+					var opts []Option
+					if epoch {
+						opts = append(opts, WithSourceDateEpoch(confEpoch))
 					}
-				}
-				ms, err = sn.Prepare(ctx, "next", all)
-				must(t, err)
-				mnt, umount = mountForTest(t, ms)
-				got := dumpTree(t, mnt, "", true)
-				umount()
-				must(t, sn.Remove(ctx, "next"))
+					s, err := store.Open(t.TempDir())
+					must(t, err)
+					sn, err := New(s, kind, opts...)
+					must(t, err)
+					lowers := layersFromTars(t, confLowers(t))
+					ms, err := sn.Prepare(ctx, "c", lowers)
+					must(t, err)
+					mnt, umount := mountForTest(t, ms)
+					mixedChanges(t, mnt)
+					umount()
+					var l v1.Layer
+					if async {
+						p, err := sn.CommitRemoveAsync(ctx, "c")
+						must(t, err)
+						must(t, p.Stored())
+						l = p
+					} else {
+						l, err = sn.CommitRemove(ctx, "c")
+						must(t, err)
+					}
+					d, _ := l.Digest()
+					size, _ := l.Size()
+					if got, err := s.BlobSize(d); err != nil || got != size {
+						t.Fatalf("blob %s: size %d, %v; layer size %d", d, got, err, size)
+					}
+					rc, err := l.Uncompressed()
+					must(t, err)
+					h := sha256.New()
+					io.Copy(h, rc)
+					rc.Close()
+					if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex {
+						t.Fatalf("stored blob hashes to %s, layer says %s", got, d.Hex)
+					}
+					if epoch { // the same times every run
+						digests = append(digests, d)
+					}
+					if keys, _ := sn.List(ctx); len(keys) != 0 {
+						t.Fatalf("keys left: %v", keys)
+					}
+					all := append(append([]v1.Layer{}, lowers...), l)
+					if kind == "overlay" {
+						ids, _ := chainIDs(all)
+						if _, err := os.Stat(filepath.Join(s.Root(), "snapshots", "layers", ids[len(ids)-1].Hex, "fs")); err != nil {
+							t.Fatalf("upper directory not kept as the layer: %v", err)
+						}
+					}
+					ms, err = sn.Prepare(ctx, "next", all)
+					must(t, err)
+					mnt, umount = mountForTest(t, ms)
+					got := dumpTree(t, mnt, "", true)
+					umount()
+					must(t, sn.Remove(ctx, "next"))
 
-				// the same layers extracted in a fresh store
-				s2, err := store.Open(t.TempDir())
-				must(t, err)
-				sn2, err := New(s2, kind)
-				must(t, err)
-				ms, err = sn2.Prepare(ctx, "ref", all)
-				must(t, err)
-				mnt, umount = mountForTest(t, ms)
-				want := dumpTree(t, mnt, "", true)
-				umount()
-				if d := diffLines(want, got); d != "" {
-					t.Fatalf("kept layer differs from the extracted one:\n%s", d)
-				}
-				if len(want) < 20 {
-					t.Fatalf("suspiciously small tree: %v", want)
-				}
-			})
+					// the same layers extracted in a fresh store
+					s2, err := store.Open(t.TempDir())
+					must(t, err)
+					sn2, err := New(s2, kind)
+					must(t, err)
+					ms, err = sn2.Prepare(ctx, "ref", all)
+					must(t, err)
+					mnt, umount = mountForTest(t, ms)
+					want := dumpTree(t, mnt, "", true)
+					umount()
+					if d := diffLines(want, got); d != "" {
+						t.Fatalf("kept layer differs from the extracted one:\n%s", d)
+					}
+					if len(want) < 20 {
+						t.Fatalf("suspiciously small tree: %v", want)
+					}
+				})
+			}
+		}
+		if len(digests) == 2 && digests[0] != digests[1] {
+			t.Errorf("%s: CommitRemove and CommitRemoveAsync give different layers: %v", kind, digests)
 		}
 	}
 }
@@ -487,4 +523,85 @@ func TestValidKey(t *testing.T) {
 			t.Errorf("validKey(%q) = %v, want %v", key, got, want)
 		}
 	}
+}
+
+// TestCommitRemoveAsyncChanged: a kept layer directory that changes before
+// its blob is written in the background gives an error and no blob.
+func TestCommitRemoveAsyncChanged(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	defer func(n int64) { asyncMinBytes = n }(asyncMinBytes)
+	asyncMinBytes = 0
+	defer func() { testHookStore = nil }()
+	s, err := store.Open(t.TempDir())
+	must(t, err)
+	sn, err := New(s, "overlay")
+	must(t, err)
+	ms, err := sn.Prepare(ctx, "c", layersFromTars(t, confLowers(t)))
+	must(t, err)
+	mnt, umount := mountForTest(t, ms)
+	must(t, os.WriteFile(filepath.Join(mnt, "big"), bytes.Repeat([]byte("x"), 1<<20), 0o644))
+	umount()
+	testHookStore = func(fs string) {
+		must(t, os.WriteFile(filepath.Join(fs, "big"), bytes.Repeat([]byte("y"), 1<<20), 0o644))
+	}
+	p, err := sn.CommitRemoveAsync(ctx, "c")
+	must(t, err)
+	err = p.Stored()
+	if !errors.Is(err, store.ErrDigestMismatch) {
+		t.Fatalf("Stored() = %v, want a digest mismatch", err)
+	}
+	d, _ := p.Digest()
+	if s.HasBlob(d) {
+		t.Fatalf("blob %s stored although its content changed", d)
+	}
+	if _, err := p.Uncompressed(); !errors.Is(err, store.ErrDigestMismatch) {
+		t.Fatalf("Uncompressed() error = %v", err)
+	}
+}
+
+// TestProcessOwned: Cleanup keeps a process-owned snapshot while its maker
+// holds it and removes it once the maker is gone (its lock released).
+func TestProcessOwned(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range kinds(t) {
+		t.Run(kind, func(t *testing.T) {
+			s, err := store.Open(t.TempDir())
+			must(t, err)
+			sn, err := New(s, kind, WithProcessOwned())
+			must(t, err)
+			plain, err := New(s, kind)
+			must(t, err)
+			lowers := layersFromTars(t, confLowers(t))
+			for _, k := range []string{"alive", "dead"} {
+				_, err := sn.Prepare(ctx, k, lowers)
+				must(t, err)
+			}
+			_, err = plain.Prepare(ctx, "container", lowers)
+			must(t, err)
+			b := baseOf(sn)
+			b.mu.Lock()
+			b.owners["dead"].Close() // as if its process had been killed
+			delete(b.owners, "dead")
+			b.mu.Unlock()
+			must(t, plain.Cleanup(ctx))
+			keys, err := sn.List(ctx)
+			must(t, err)
+			if got := strings.Join(keys, " "); got != "alive container" {
+				t.Fatalf("after Cleanup: %q, want \"alive container\"", got)
+			}
+			must(t, sn.Remove(ctx, "alive"))
+			must(t, plain.Remove(ctx, "container"))
+		})
+	}
+}
+
+func baseOf(sn Snapshotter) *base {
+	switch s := sn.(type) {
+	case *overlay:
+		return s.base
+	case *native:
+		return s.base
+	}
+	panic("unknown snapshotter")
 }

@@ -58,16 +58,20 @@ are made again from the blobs when next needed).`,
 			if err != nil {
 				return err
 			}
+			// what killed processes left (a killed build's snapshots) always
+			// goes; unpacked layers only with --layers
+			sn, err := snapshot.New(s, "")
+			if err != nil {
+				return err
+			}
 			if layers {
-				sn, err := snapshot.New(s, "")
-				if err != nil {
-					return err
-				}
 				n, err := sn.Prune(cmd.Context())
 				if err != nil {
 					return err
 				}
 				res.Bytes += n
+			} else if err := sn.Cleanup(cmd.Context()); err != nil {
+				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Deleted %d blobs and %d other files\nTotal reclaimed space: %s\n", res.Blobs, res.Files, humanSize(res.Bytes))
 			return nil
