@@ -337,6 +337,17 @@ func (b *builder) plan() (*stage, error) {
 			return nil, atLine(b.df.Name, ins.Location, fmt.Errorf("base name (%s) should not be blank", ins.BaseName))
 		}
 		st.baseName = res.Result
+		if ins.Platform != "" {
+			pres, err := b.lex.ProcessWordWithMatches(ins.Platform, menv)
+			if err != nil {
+				return nil, atLine(b.df.Name, ins.Location, err)
+			}
+			p, err := v1.ParsePlatform(pres.Result)
+			if err != nil || p.OS == "" || p.Architecture == "" {
+				return nil, atLine(b.df.Name, ins.Location, fmt.Errorf("FROM --platform=%s: want os/arch[/variant]", pres.Result))
+			}
+			st.platform = &Platform{OS: p.OS, Arch: p.Architecture, Variant: p.Variant}
+		}
 		if base, ok := b.byName[strings.ToLower(st.baseName)]; ok {
 			st.baseStage = base
 			st.deps = append(st.deps, base)
@@ -410,12 +421,21 @@ func (b *builder) stageRef(from string, cur int) *stage {
 
 // loadImage returns an image from the store, pulling it when missing (or
 // always with --pull) through the registry hook.
-func (b *builder) loadImage(ctx context.Context, ref string) (*loadedImage, error) {
+// loadImage finds the image ref in the store, or pulls it. want is the
+// platform FROM --platform asks for (nil: none): a stored image of another
+// platform is then pulled for want (or refused without registry access);
+// without want, one that cannot run here is used with a warning, as docker
+// does.
+func (b *builder) loadImage(ctx context.Context, ref string, want *Platform) (*loadedImage, error) {
+	key := ref
+	if want != nil {
+		key += " " + want.String()
+	}
 	b.mu.Lock()
-	li, ok := b.images[ref]
+	li, ok := b.images[key]
 	if !ok {
 		li = &loadedImage{}
-		b.images[ref] = li
+		b.images[key] = li
 	}
 	b.mu.Unlock()
 	li.once.Do(func() {
@@ -423,12 +443,26 @@ func (b *builder) loadImage(ctx context.Context, ref string) (*loadedImage, erro
 		li.name = fullRef(ref)
 		if !b.opts.Pull {
 			img, rec, err := b.s.Image(ref)
+			var got Platform
 			if err == nil {
-				li.img, li.digest = img, rec.Digest
-				v.done()
-				return
+				got, err = imagePlatform(img)
 			}
-			if !errors.Is(err, store.ErrNotFound) {
+			if err == nil {
+				switch {
+				case want == nil || got.matches(*want):
+					if want == nil && !got.matches(b.plat) {
+						b.prog.warn(fmt.Sprintf("FROM %s: the image's platform (%s) does not match this machine's (%s) and no specific platform was requested", ref, got, b.plat))
+					}
+					li.img, li.digest = img, rec.Digest
+					v.done()
+					return
+				case b.opts.PullImage == nil:
+					li.err = fmt.Errorf("image %s is %s, not the %s FROM --platform asks for (and no registry access to pull that)", ref, got, want)
+					v.fail(li.err)
+					return
+				}
+				// pull the platform asked for
+			} else if !errors.Is(err, store.ErrNotFound) {
 				li.err = err
 				v.fail(err)
 				return
@@ -439,7 +473,11 @@ func (b *builder) loadImage(ctx context.Context, ref string) (*loadedImage, erro
 			v.fail(li.err)
 			return
 		}
-		img, err := b.opts.PullImage(ctx, ref)
+		platform := ""
+		if want != nil {
+			platform = want.String()
+		}
+		img, err := b.opts.PullImage(ctx, ref, platform)
 		if err != nil {
 			li.err = fmt.Errorf("pulling %s: %w", ref, err)
 			v.fail(li.err)

@@ -70,7 +70,7 @@ func (st *stage) copySource(ctx context.Context, from string) (*copySource, erro
 	if st.name != "" && strings.EqualFold(from, st.name) {
 		return nil, fmt.Errorf("COPY --from=%s refers to the current stage", from)
 	}
-	li, err := b.loadImage(ctx, from)
+	li, err := b.loadImage(ctx, from, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -50,7 +50,9 @@ type Options struct {
 	// Pull fetches a remote image into the store (FROM, COPY --from of an
 	// image not in the store); PushImage uploads the result. Both are set
 	// by the CLI from the registry package; nil means "not available".
-	PullImage func(ctx context.Context, ref string) (v1.Image, error)
+	// platform ("os/arch[/variant]", FROM --platform) selects from an
+	// index; "" means this machine's.
+	PullImage func(ctx context.Context, ref, platform string) (v1.Image, error)
 	// RemoteImage returns a registry image without storing it, its layers
 	// fetched as they are read: --cache-from type=registry reads the cache
 	// through it, so only the layers a build uses are downloaded. When nil,

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -120,6 +121,25 @@ func hostPlatform() Platform {
 		p.Variant = "v8"
 	}
 	return p
+}
+
+// matches reports whether an image of platform p runs on q: the same OS and
+// architecture, and the same variant when both name one. An image that
+// names no platform matches any.
+func (p Platform) matches(q Platform) bool {
+	if p.OS == "" && p.Arch == "" {
+		return true
+	}
+	return p.OS == q.OS && p.Arch == q.Arch && (p.Variant == "" || q.Variant == "" || p.Variant == q.Variant)
+}
+
+// imagePlatform is the platform an image's config names.
+func imagePlatform(img v1.Image) (Platform, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return Platform{}, fmt.Errorf("reading image config: %w", err)
+	}
+	return Platform{OS: cf.OS, Arch: cf.Architecture, Variant: cf.Variant}, nil
 }
 
 func (p Platform) String() string {

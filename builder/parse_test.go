@@ -177,3 +177,22 @@ func TestViewWhiteoutsAndSymlinks(t *testing.T) {
 		}
 	}
 }
+
+func TestPlatformMatches(t *testing.T) {
+	for _, tc := range []struct {
+		img, want Platform
+		ok        bool
+	}{
+		{Platform{"linux", "amd64", ""}, Platform{"linux", "amd64", ""}, true},
+		{Platform{"linux", "arm64", "v8"}, Platform{"linux", "arm64", ""}, true},
+		{Platform{"linux", "arm64", ""}, Platform{"linux", "arm64", "v8"}, true},
+		{Platform{"linux", "arm", "v6"}, Platform{"linux", "arm", "v7"}, false},
+		{Platform{"linux", "arm64", "v8"}, Platform{"linux", "amd64", ""}, false},
+		{Platform{"windows", "amd64", ""}, Platform{"linux", "amd64", ""}, false},
+		{Platform{}, Platform{"linux", "s390x", ""}, true}, // names none
+	} {
+		if got := tc.img.matches(tc.want); got != tc.ok {
+			t.Errorf("%v.matches(%v) = %v, want %v", tc.img, tc.want, got, tc.ok)
+		}
+	}
+}

@@ -148,7 +148,7 @@ func (b *builder) openCache(ctx context.Context, c CacheSpec) (v1.Image, error) 
 		if b.opts.PullImage == nil {
 			return nil, errors.New("no registry access")
 		}
-		return b.opts.PullImage(ctx, c.Ref)
+		return b.opts.PullImage(ctx, c.Ref, "")
 	}
 	return nil, fmt.Errorf("unknown cache type %q", c.Type)
 }

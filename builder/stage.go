@@ -33,9 +33,10 @@ type stage struct {
 	b         *builder
 	index     int
 	ins       instructions.Stage
-	name      string // lower-cased AS name
-	display   string // as progress shows it ("" when the file has one stage)
-	baseName  string // FROM after meta-arg expansion
+	name      string    // lower-cased AS name
+	display   string    // as progress shows it ("" when the file has one stage)
+	baseName  string    // FROM after meta-arg expansion
+	platform  *Platform // FROM --platform after meta-arg expansion (nil: none)
 	baseStage *stage
 	deps      []*stage
 	done      chan struct{}
@@ -133,7 +134,11 @@ func (st *stage) init(ctx context.Context) error {
 		st.key = cache.NewKey("scratch").Add(b.plat.String()).Sum()
 		st.env = newEnv()
 	default:
-		li, err := b.loadImage(ctx, st.baseName)
+		plat := b.plat
+		if st.platform != nil {
+			plat = *st.platform
+		}
+		li, err := b.loadImage(ctx, st.baseName, st.platform)
 		if err != nil {
 			return err
 		}
@@ -149,10 +154,10 @@ func (st *stage) init(ctx context.Context) error {
 		}
 		cfg.Created = nil
 		if cfg.OS == "" {
-			cfg.OS, cfg.Architecture, cfg.Variant = b.plat.OS, b.plat.Arch, b.plat.Variant
+			cfg.OS, cfg.Architecture, cfg.Variant = plat.OS, plat.Arch, plat.Variant
 		}
 		st.img = cfg
-		st.key = cache.NewKey("from").Add(li.digest.String(), b.plat.String()).Sum()
+		st.key = cache.NewKey("from").Add(li.digest.String(), plat.String()).Sum()
 		st.env = newEnv()
 		st.newHist = len(cfg.History)
 		v.done()

@@ -111,7 +111,9 @@ are taken from the build cache (CACHED). Progress goes to stderr.`,
 					return err
 				}
 				defer done()
-				o.PullImage = func(ctx context.Context, ref string) (v1.Image, error) {
+				o.PullImage = func(ctx context.Context, ref, platform string) (v1.Image, error) {
+					ro := ro
+					ro.Platform = platform
 					res, err := registry.Pull(ctx, s, ref, ro)
 					if err != nil {
 						return nil, err
