@@ -50,6 +50,20 @@ type copySource struct {
 	identity string // cache identity of a stage or image ("" for the context)
 	layers   []v1.Layer
 	view     *fsView
+	load     func() (*fsView, error) // makes view when first needed (stages)
+}
+
+// fsView is the merged metadata of a stage's or image's layers. A stage's
+// is made only when the COPY runs: a cache hit needs only its key.
+func (cs *copySource) fsView() (*fsView, error) {
+	if cs.view == nil && cs.load != nil {
+		v, err := cs.load()
+		if err != nil {
+			return nil, err
+		}
+		cs.view = v
+	}
+	return cs.view, nil
 }
 
 func (st *stage) copySource(ctx context.Context, from string) (*copySource, error) {
@@ -58,11 +72,7 @@ func (st *stage) copySource(ctx context.Context, from string) (*copySource, erro
 		return &copySource{root: b.bctx.root, ignore: b.bctx.ignore}, nil
 	}
 	if dep := b.stageRef(from, st.index); dep != nil {
-		view, err := dep.fsView()
-		if err != nil {
-			return nil, err
-		}
-		return &copySource{keepOwn: true, identity: "stage:" + dep.key, layers: dep.layers, view: view}, nil
+		return &copySource{keepOwn: true, identity: "stage:" + dep.key, layers: dep.layers, load: dep.fsView}, nil
 	}
 	if _, err := strconv.Atoi(from); err == nil {
 		return nil, fmt.Errorf("invalid stage index %s: no such earlier stage", from)
@@ -96,6 +106,10 @@ func (cs *copySource) materialize(b *builder, patterns []string) error {
 	if err != nil {
 		return err
 	}
+	view, err := cs.fsView()
+	if err != nil {
+		return err
+	}
 	var prefixes []string
 	for _, p := range patterns {
 		p = strings.TrimPrefix(path.Clean("/"+p), "/")
@@ -105,7 +119,7 @@ func (cs *copySource) materialize(b *builder, patterns []string) error {
 				p = ""
 			}
 		}
-		rp, err := cs.view.resolve(p, true)
+		rp, err := view.resolve(p, true)
 		if err != nil {
 			return err
 		}
@@ -270,9 +284,13 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 		if src.identity != "" {
 			// read in place from the source's layers; unpack only when
 			// some content is not in a local uncompressed blob
+			view, err := src.fsView()
+			if err != nil {
+				return nil, err
+			}
 			inPlace := true
 			for _, p := range local {
-				ss, ok, err := src.view.sources(p, exclude)
+				ss, ok, err := view.sources(p, exclude)
 				if err != nil {
 					if errors.Is(err, fs.ErrNotExist) && hasMeta(p) {
 						continue
