@@ -419,9 +419,8 @@ func (b *builder) stageRef(from string, cur int) *stage {
 	return nil
 }
 
-// loadImage returns an image from the store, pulling it when missing (or
-// always with --pull) through the registry hook.
-// loadImage finds the image ref in the store, or pulls it. want is the
+// loadImage finds the image ref in the store, or pulls it through the
+// registry hook when it is missing (always with --pull). want is the
 // platform FROM --platform asks for (nil: none): a stored image of another
 // platform is then pulled for want (or refused without registry access);
 // without want, one that cannot run here is used with a warning, as docker
