@@ -159,6 +159,9 @@ func New(s *store.Store, kind string, opts ...Option) (Snapshotter, error) {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
 			return nil, fmt.Errorf("opening snapshots: %w", err)
 		}
+		if d != "l" {
+			spread(filepath.Join(root, d))
+		}
 	}
 	b.tidy()
 	switch kind {
