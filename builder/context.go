@@ -150,6 +150,10 @@ func lstatIn(root, rel string) (os.FileInfo, error) {
 	return os.Stat(p)
 }
 
+// errIgnored is walkSource's error for a source that .dockerignore leaves
+// out of the context: to a COPY it does not exist.
+var errIgnored = fmt.Errorf("%w (excluded by .dockerignore)", fs.ErrNotExist)
+
 // walkSource lists a matched source: the path itself (its symlink followed,
 // inside root) and, for a directory, everything below it, skipping what
 // ignore (relative to root) or exclude (relative to the source) match.
@@ -164,7 +168,7 @@ func walkSource(root, rel string, ignore, exclude *patternmatcher.PatternMatcher
 	}
 	if ignore != nil && rel != "" {
 		if m, _ := ignore.MatchesOrParentMatches(rel); m && !fi.IsDir() {
-			return nil, fmt.Errorf("%w (excluded by .dockerignore)", fs.ErrNotExist)
+			return nil, errIgnored
 		}
 	}
 	out := []srcFile{{rel: "", abs: abs, fi: fi}}

@@ -439,11 +439,16 @@ func (st *stage) listSources(src *copySource, pattern string, exclude *patternma
 		ign := src.ignore
 		files, err := walkSource(src.root, m, ign, exclude)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+			// A wildcard skips what .dockerignore leaves out; like
+			// BuildKit, a match that is a dangling symlink is an error.
+			if errors.Is(err, errIgnored) {
 				if hasMeta(pattern) {
 					continue
 				}
 				return nil, fmt.Errorf("failed to compute cache key: %q: not found (excluded by .dockerignore?)", "/"+m)
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("failed to compute cache key: %q: not found", "/"+m)
 			}
 			return nil, err
 		}
@@ -517,11 +522,8 @@ func (st *stage) placeSources(ctx context.Context, plan *copyPlan, a copyArgs, d
 			return nil, err
 		}
 	}
-	if rdest != "" && len(plan.entries) == 0 && destDirHint {
-		if err := plan.ensureDir(rdest); err != nil {
-			return nil, err
-		}
-	}
+	// Wildcards that match nothing copy nothing: like BuildKit, dest is not
+	// created then.
 	return plan.writeLayer(ctx, func(ctx context.Context, r io.Reader) (v1.Layer, error) {
 		return st.putLayerFrom(ctx, r, plan.prev)
 	})

@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -82,7 +84,75 @@ FROM scratch
 COPY --from=one /out /o
 COPY --from=one /out/f /f
 `},
+		"args-env": {"Dockerfile": `ARG BASE=bbase
+ARG GLOBAL=g1
+FROM $BASE
+ARG GLOBAL
+ARG LOCAL=l1
+ARG TARGETARCH TARGETOS
+ENV E1=$GLOBAL-$LOCAL E2=${LOCAL:-x} E3=${UNSET:-/def} E4=${LOCAL:+set} E5='$LOCAL'
+RUN echo "$TARGETOS/$TARGETARCH $GLOBAL $LOCAL $E1 $E5" > /args
+LABEL from.arg=$LOCAL "multi word"="a b"
+EXPOSE ${PORT:-8080}/tcp 9000-9001
+WORKDIR $E3
+WORKDIR rel/$LOCAL
+CMD echo shell form
+`},
+		"user-workdir": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+USER 1000:1000
+WORKDIR /home/u
+COPY a.txt .
+RUN touch made-by-user
+USER app
+WORKDIR /app-dir
+COPY --chown=app:app d sub/
+USER root
+ENTRYPOINT echo entry
+`, "a.txt": "A", "d/x": "X"},
+		"copy-edge": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+COPY --link a.txt /linked/
+COPY --link d /linked-dir
+ADD --chmod=0640 a.txt /added
+ADD arch.tar.gz /gz/
+RUN mkdir -p /existing/keep && echo k > /existing/keep/k
+COPY d/ /existing/
+RUN mkdir /target && ln -s /target /sym
+COPY a.txt /sym/
+COPY --chown=1:2 --chmod=755 d /ch/
+COPY l* /links/
+COPY d/sub/y /newdir/renamed
+COPY ["a.txt", "sp ace.txt", "/json/"]
+`, "a.txt": "A", "sp ace.txt": "S", "d/x": "X", "d/sub/y": "Y", "l1": "->a.txt", "l2": "->d/x", "l3": "->/d/sub"},
+		"empty-wildcard": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE AS s
+RUN mkdir /out
+FROM $BASE
+COPY *.nomatch /t/
+COPY *.tmp a.txt /t2/
+COPY --from=s /out/*.x /t3/
+`, "a.txt": "A", "x.tmp": "T", ".dockerignore": "*.tmp\n"},
+		"whiteouts": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+RUN mkdir -p /w/a/b && echo 1 > /w/a/b/f && echo 2 > /w/g && echo 3 > /w/h
+RUN rm -rf /w/a && rm /w/g && mkdir /w/a && echo 4 > /w/a/new && chmod 700 /w/h
+RUN rm -rf /w && mkdir /w && echo 5 > /w/only
+RUN rm -f /bin/ls
+`},
+		"shell-forms": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+SHELL ["/bin/sh", "-xc"]
+RUN echo x > /x
+ENTRYPOINT ["/bin/sh"]
+CMD echo from cmd
+HEALTHCHECK NONE
+STOPSIGNAL 9
+ONBUILD COPY . /app
+ONBUILD RUN echo child
+`},
 	}
+	args := map[string][]string{"args-env": {"LOCAL=over", "UNUSED=u"}}
 	names := make([]string, 0, len(cases))
 	for n := range cases {
 		names = append(names, n)
@@ -92,17 +162,28 @@ COPY --from=one /out/f /f
 		t.Run(name, func(t *testing.T) {
 			e := &env{t: t, Root: e.Root}
 			ctx := bldContext(t, cases[name])
-			if name == "mounts-heredoc-ignore" {
+			switch name {
+			case "mounts-heredoc-ignore":
 				out, err := exec.Command("tar", "-C", ctx, "-cf", filepath.Join(ctx, "arch.tar"), "in").CombinedOutput()
 				if err != nil {
 					t.Fatalf("tar: %v %s", err, out)
 				}
+			case "copy-edge":
+				out, err := exec.Command("tar", "-C", ctx, "-czf", filepath.Join(ctx, "arch.tar.gz"), "d").CombinedOutput()
+				if err != nil {
+					t.Fatalf("tar: %v %s", err, out)
+				}
 			}
-			sTree, sCfg := bldBuild(t, e, ctx, "cmp-"+name)
+			var sArgs []string
+			bArgs := []string{"build", "--frontend", "dockerfile.v0", "--local", "context=" + ctx,
+				"--local", "dockerfile=" + ctx, "--opt", "build-arg:BASE=" + reg + "/bbase"}
+			for _, a := range args[name] {
+				sArgs = append(sArgs, "--build-arg", a)
+				bArgs = append(bArgs, "--opt", "build-arg:"+a)
+			}
+			sTree, sCfg := bldBuild(t, e, ctx, "cmp-"+name, sArgs...)
 			dt := filepath.Join(t.TempDir(), "bk.tar")
-			out, err := exec.Command("buildctl", "build", "--frontend", "dockerfile.v0", "--local", "context="+ctx,
-				"--local", "dockerfile="+ctx, "--opt", "build-arg:BASE="+reg+"/bbase",
-				"--output", "type=docker,name=cmp,dest="+dt).CombinedOutput()
+			out, err := exec.Command("buildctl", append(bArgs, "--output", "type=docker,name=cmp,dest="+dt)...).CombinedOutput()
 			if err != nil {
 				t.Fatalf("buildctl: %v\n%s", err, out)
 			}
@@ -120,6 +201,23 @@ COPY --from=one /out/f /f
 			rc.Close()
 			f.Close()
 			bTree := bldTree(t, ft)
+			// History: BuildKit's text, but build-arg names without their
+			// values, which strata never records.
+			// The base image's entry names the tarball it was imported from.
+			for i := 1; i < max(len(sCfg.History), len(bCfg.History)); i++ {
+				var sh, bh string
+				if i < len(sCfg.History) {
+					h := sCfg.History[i]
+					sh = fmt.Sprintf("%q comment=%q empty=%v", h.CreatedBy, h.Comment, h.EmptyLayer)
+				}
+				if i < len(bCfg.History) {
+					h := bCfg.History[i]
+					bh = fmt.Sprintf("%q comment=%q empty=%v", withoutArgValues(h.CreatedBy), h.Comment, h.EmptyLayer)
+				}
+				if sh != bh {
+					t.Errorf("history %d:\nstrata:   %s\nbuildkit: %s", i, sh, bh)
+				}
+			}
 			if !reflect.DeepEqual(sCfg.Config, bCfg.Config) {
 				sj, _ := json.MarshalIndent(sCfg.Config, "", " ")
 				bj, _ := json.MarshalIndent(bCfg.Config, "", " ")
@@ -152,4 +250,23 @@ COPY --from=one /out/f /f
 func fmtEntry(f bldFile) string {
 	b, _ := json.Marshal(f)
 	return string(b)
+}
+
+// withoutArgValues drops the values from BuildKit's history text of ARG
+// ("ARG A=1 B=2" → "ARG A B") and of RUN with build args
+// ("RUN |2 A=1 B=2 cmd" → "RUN |2 A B cmd"). Test values have no spaces.
+func withoutArgValues(createdBy string) string {
+	f := strings.Split(createdBy, " ")
+	first, n := 1, 0
+	switch {
+	case f[0] == "ARG":
+		n = len(f) - 1
+	case f[0] == "RUN" && len(f) > 1 && strings.HasPrefix(f[1], "|"):
+		first = 2
+		n, _ = strconv.Atoi(f[1][1:])
+	}
+	for i := first; i < first+n && i < len(f); i++ {
+		f[i], _, _ = strings.Cut(f[i], "=")
+	}
+	return strings.Join(f, " ")
 }

@@ -576,6 +576,7 @@ func TestBuildErrors(t *testing.T) {
 		{"unknown instruction", "FROM bbase\nFOO bar\n", "Dockerfile:2: unknown instruction: FOO", nil},
 		{"missing source", "FROM bbase\nCOPY nope.txt /\n", `Dockerfile:2: failed to compute cache key: "/nope.txt": not found`, nil},
 		{"outside context", "FROM bbase\nCOPY ../x /\n", "Dockerfile:2: forbidden path outside the build context: ../x", nil},
+		{"dangling symlink", "FROM bbase\nCOPY l* /links/\n", `Dockerfile:2: failed to compute cache key: "/l2": not found`, map[string]string{"l1": "->Dockerfile", "l2": "->/abs/missing"}},
 		{"failing RUN", "FROM bbase\nRUN echo before\nRUN echo out; exit 3\n", `Dockerfile:3: process "/bin/sh -c echo out; exit 3" did not complete successfully: exit code: 3`, nil},
 		{"no FROM", "RUN true\n", "Dockerfile:1: RUN before the first FROM", nil},
 		{"bad target", "FROM bbase AS x\n", `target stage "nope" could not be found`, nil},
