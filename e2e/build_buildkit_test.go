@@ -133,6 +133,35 @@ COPY *.nomatch /t/
 COPY *.tmp a.txt /t2/
 COPY --from=s /out/*.x /t3/
 `, "a.txt": "A", "x.tmp": "T", ".dockerignore": "*.tmp\n"},
+		"misc": {"Dockerfile": "# escape=`\n" + `ARG BASE=bbase
+FROM $BASE AS zero
+RUN echo zero > /z
+FROM $BASE
+ENV PATH=/opt/bin:$PATH ` + "`" + `
+    MULTI=one
+ARG TARGETPLATFORM
+ARG BUILDPLATFORM
+ENV TP=$TARGETPLATFORM BP=$BUILDPLATFORM
+COPY --from=0 /z /from-index
+COPY --from=BASEIMG /bin/busybox /from-image
+VOLUME ["/vol"]
+RUN mkdir -p /vol && echo inside > /vol/f && echo outside > /nv
+RUN <<EOT sh -x
+echo shebang > /hd
+EOT
+COPY <<EOF /etc/multi.conf
+line $MULTI
+EOF
+COPY <<"EOF" /etc/quoted.conf
+line $MULTI
+EOF
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=4 CMD ["/bin/true"]
+LABEL a=1
+LABEL a=2 b="x y"
+USER 4242
+WORKDIR /owned-by-4242
+RUN touch mine
+`},
 		"whiteouts": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 RUN mkdir -p /w/a/b && echo 1 > /w/a/b/f && echo 2 > /w/g && echo 3 > /w/h
@@ -180,6 +209,11 @@ ONBUILD RUN echo child
 			for _, a := range args[name] {
 				sArgs = append(sArgs, "--build-arg", a)
 				bArgs = append(bArgs, "--opt", "build-arg:"+a)
+			}
+			if name == "misc" { // COPY --from a registry image, by both
+				df := filepath.Join(ctx, "Dockerfile")
+				b, _ := os.ReadFile(df)
+				os.WriteFile(df, []byte(strings.ReplaceAll(string(b), "BASEIMG", reg+"/bbase")), 0o644)
 			}
 			sTree, sCfg := bldBuild(t, e, ctx, "cmp-"+name, sArgs...)
 			dt := filepath.Join(t.TempDir(), "bk.tar")

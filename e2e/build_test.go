@@ -112,7 +112,9 @@ func bldBuild(t *testing.T, e *env, ctx, tag string, extra ...string) (map[strin
 	iid := filepath.Join(t.TempDir(), "iid")
 	args := append([]string{"build", "--progress", "plain", "-t", tag, "--iidfile", iid, "--output", "type=tar,dest=" + out}, extra...)
 	args = append(args, ctx)
-	e.ok(args...)
+	if stdout := e.ok(args...); stdout != "" {
+		t.Errorf("build printed on stdout (progress and pulls go to stderr): %q", stdout)
+	}
 	return bldTree(t, out), bldReadConfig(t, e, iid)
 }
 

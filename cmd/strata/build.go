@@ -106,6 +106,7 @@ are taken from the build cache (CACHED). Progress goes to stderr.`,
 				// registry transfer lines only in plain progress (they would
 				// break the tty view and json events)
 				rf.quiet = quiet || prog != "plain"
+				rf.toStderr = true
 				ro, done, err := rf.options(g)
 				if err != nil {
 					return err

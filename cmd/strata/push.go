@@ -20,6 +20,9 @@ type registryFlags struct {
 	insecure []string
 	tlsCA    []string
 	quiet    bool
+	// toStderr sends the progress lines to stderr (a build's stdout is
+	// for the image ID alone).
+	toStderr bool
 }
 
 func (f *registryFlags) add(fs *pflag.FlagSet) {
@@ -36,8 +39,8 @@ func (f *registryFlags) addTLS(fs *pflag.FlagSet) {
 }
 
 // options turns the flags into registry.Options; progress goes to stdout as
-// docker's does (bars on a terminal, a line per blob otherwise), errors alone
-// to stderr. Call done when finished.
+// docker's does (bars on a terminal, a line per blob otherwise; lines on
+// stderr with toStderr), errors alone to stderr. Call done when finished.
 func (f *registryFlags) options(g *globals) (o registry.Options, done func(), err error) {
 	if f.jobs < 1 {
 		return o, nil, fmt.Errorf("--jobs must be at least 1")
@@ -63,7 +66,11 @@ func (f *registryFlags) options(g *globals) (o registry.Options, done func(), er
 		o.Debugf = g.debugf
 	}
 	done = func() {}
-	if !f.quiet {
+	switch {
+	case f.quiet:
+	case f.toStderr:
+		o.Progress = registry.LineProgress(g.errw)
+	default:
 		if isTerminal(os.Stdout) && !g.debug {
 			b := registry.BarProgress(g.out)
 			o.Progress, done = b, func() { b.Close() }
