@@ -143,7 +143,7 @@ ARG TARGETPLATFORM
 ARG BUILDPLATFORM
 ENV TP=$TARGETPLATFORM BP=$BUILDPLATFORM
 COPY --from=0 /z /from-index
-COPY --from=BASEIMG /bin/busybox /from-image
+COPY --from=REGISTRY/bbase /bin/busybox /from-image
 VOLUME ["/vol"]
 RUN mkdir -p /vol && echo inside > /vol/f && echo outside > /nv
 RUN <<EOT sh -x
@@ -161,6 +161,16 @@ LABEL a=2 b="x y"
 USER 4242
 WORKDIR /owned-by-4242
 RUN touch mine
+`},
+		"onbuild": {"Dockerfile": `FROM REGISTRY/e2e-onbuild-parent:1
+RUN ls /app > /listing
+`, "a.txt": "A"},
+		"secrets": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len && stat -c '%n %a %u:%g' / /run /run/secrets /run/secrets/tok > /run-listing
+RUN --mount=type=secret,id=tok,target=/etc/custom,mode=0400 stat -c '%a %s' /etc/custom > /custom-stat
+RUN --mount=type=secret,id=envtok,env=TOK sh -c 'echo -n "$TOK" | wc -c > /envlen'
+RUN --mount=type=secret,id=missing,required=false test ! -e /run/secrets/missing && echo ok > /optional
 `},
 		"whiteouts": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
@@ -182,6 +192,22 @@ ONBUILD RUN echo child
 `},
 	}
 	args := map[string][]string{"args-env": {"LOCAL=over", "UNUSED=u"}}
+	secretFile := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(secretFile, []byte("s3cr3t-file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("E2E_SECRET_TOK", "s3cr3t-env")
+	secrets := map[string][]string{"secrets": {"id=tok,src=" + secretFile, "id=envtok,env=E2E_SECRET_TOK"}}
+
+	// a parent image with ONBUILD triggers, built and pushed by strata, for
+	// both to build a child of
+	parent := bldContext(t, map[string]string{"Dockerfile": `FROM bbase
+ONBUILD COPY . /app
+ONBUILD RUN echo "child of parent" > /onbuilt
+ONBUILD ENV FROM_ONBUILD=yes
+`})
+	e.ok("build", "-q", "-t", reg+"/e2e-onbuild-parent:1", parent)
+	e.ok("push", "-q", reg+"/e2e-onbuild-parent:1")
 	names := make([]string, 0, len(cases))
 	for n := range cases {
 		names = append(names, n)
@@ -210,11 +236,14 @@ ONBUILD RUN echo child
 				sArgs = append(sArgs, "--build-arg", a)
 				bArgs = append(bArgs, "--opt", "build-arg:"+a)
 			}
-			if name == "misc" { // COPY --from a registry image, by both
-				df := filepath.Join(ctx, "Dockerfile")
-				b, _ := os.ReadFile(df)
-				os.WriteFile(df, []byte(strings.ReplaceAll(string(b), "BASEIMG", reg+"/bbase")), 0o644)
+			for _, a := range secrets[name] {
+				sArgs = append(sArgs, "--secret", a)
+				bArgs = append(bArgs, "--secret", a)
 			}
+			// images in the registry, for both
+			df := filepath.Join(ctx, "Dockerfile")
+			b, _ := os.ReadFile(df)
+			os.WriteFile(df, []byte(strings.ReplaceAll(string(b), "REGISTRY/", reg+"/")), 0o644)
 			sTree, sCfg := bldBuild(t, e, ctx, "cmp-"+name, sArgs...)
 			dt := filepath.Join(t.TempDir(), "bk.tar")
 			out, err := exec.Command("buildctl", append(bArgs, "--output", "type=docker,name=cmp,dest="+dt)...).CombinedOutput()

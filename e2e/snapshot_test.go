@@ -393,3 +393,33 @@ func TestSnapshotKilledUnpack(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotRootDirNonRoot: the base tarball's root entry is "./" 0700
+// (make-base.sh tars a mktemp -d directory). Like containerd, BuildKit and
+// docker, strata does not apply a layer's root entry: a container's / is
+// 0755 root:root, so a non-root user can run commands, in `strata run` and
+// in a build's RUN, on both snapshotters.
+func TestSnapshotRootDirNonRoot(t *testing.T) {
+	requireRoot(t)
+	out, err := exec.Command("tar", "-tvf", baseTar(t), "./").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "drwx------") {
+		t.Fatalf("the base tarball's root entry is not 0700 (%v): %s", err, out)
+	}
+	ctx := bldContext(t, map[string]string{"Dockerfile": "FROM bbase\nUSER 1000\nRUN stat -c '%a %u:%g' / > /tmp/root-by-user\n"})
+	for _, kind := range []string{"overlay", "native"} {
+		t.Run(kind, func(t *testing.T) {
+			e := withBase(t)
+			envv := []string{"STRATA_SNAPSHOTTER=" + kind}
+			r := e.snapRun(envv, "run", "--rm", "--user", "1000", "bbase", "sh", "-c", "stat -c '%a %u:%g' /; id -u")
+			if r.Stdout != "755 0:0\n1000\n" {
+				t.Errorf("run --user 1000 printed %q, want \"755 0:0\\n1000\\n\"", r.Stdout)
+			}
+			iid := filepath.Join(t.TempDir(), "iid")
+			e.snapRun(envv, "build", "-q", "--iidfile", iid, ctx)
+			id, _ := os.ReadFile(iid)
+			if got := e.snapRun(envv, "run", "--rm", string(id), "cat", "/tmp/root-by-user").Stdout; got != "755 0:0\n" {
+				t.Errorf("RUN as USER 1000 saw / as %q, want \"755 0:0\\n\"", got)
+			}
+		})
+	}
+}

@@ -91,8 +91,9 @@ func (o *overlay) unpackAll(ctx context.Context, layers []v1.Layer) ([]string, e
 	return lowers, nil
 }
 
-// makeUpper creates upper and work. The upper root takes the owner and mode
-// of the top layer's root, which it hides in the merged view.
+// makeUpper creates upper and work. The upper root, which hides the top
+// layer's root in the merged view, is 0755 as in containerd (layers' root
+// entries are not applied: see Unpack) and takes that root's owner.
 func (o *overlay) makeUpper(dir string, lowers []string) error {
 	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
 	for _, d := range []string{upper, work} {
@@ -107,21 +108,7 @@ func (o *overlay) makeUpper(dir string, lowers []string) error {
 	if err := os.Chown(upper, int(st.Uid), int(st.Gid)); err != nil && os.Geteuid() == 0 {
 		return err
 	}
-	return os.Chmod(upper, os.FileMode(st.Mode&0o777)|modeBits(st.Mode))
-}
-
-func modeBits(m uint32) os.FileMode {
-	var fm os.FileMode
-	if m&unix.S_ISUID != 0 {
-		fm |= os.ModeSetuid
-	}
-	if m&unix.S_ISGID != 0 {
-		fm |= os.ModeSetgid
-	}
-	if m&unix.S_ISVTX != 0 {
-		fm |= os.ModeSticky
-	}
-	return fm
+	return os.Chmod(upper, 0o755) // whatever the umask left
 }
 
 func (o *overlay) mounts(dir string, lowers []string) []Mount {

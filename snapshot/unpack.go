@@ -182,7 +182,11 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if hdr.Typeflag != tar.TypeDir {
 			return fmt.Errorf("root entry is not a directory")
 		}
-		return u.rootMeta(hdr)
+		// Like containerd (and so BuildKit and docker), the root directory
+		// is the snapshot's, 0755 root:root, whatever the layer says: a
+		// rootfs tarball made from a mktemp -d directory ("./" 0700) must
+		// not make / unreadable to a container's non-root user.
+		return nil
 	}
 	dir, base := path.Split(name)
 	dir = strings.TrimSuffix(dir, "/")
@@ -372,27 +376,6 @@ func (u *unpacker) meta(pfd int, base, name string, hdr *tar.Header) error {
 		return nil
 	}
 	return setTimes(pfd, base, atime, mtime)
-}
-
-func (u *unpacker) rootMeta(hdr *tar.Header) error {
-	fd := int(u.root.Fd())
-	if !u.opts.NoChown {
-		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
-			return fmt.Errorf("chown: %w", err)
-		}
-	}
-	if err := unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil {
-		return fmt.Errorf("chmod: %w", err)
-	}
-	if err := u.xattrs("/proc/self/fd/"+itoa(fd), hdr, false); err != nil {
-		return err
-	}
-	atime := hdr.AccessTime
-	if atime.IsZero() {
-		atime = hdr.ModTime
-	}
-	u.dirTimes = append(u.dirTimes, dirTime{"", atime, hdr.ModTime})
-	return nil
 }
 
 func (u *unpacker) xattrs(p string, hdr *tar.Header, symlink bool) error {
