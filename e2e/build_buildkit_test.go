@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,6 +174,36 @@ RUN --mount=type=secret,id=tok,target=/etc/custom,mode=0400 stat -c '%a %s' /etc
 RUN --mount=type=secret,id=envtok,env=TOK sh -c 'echo -n "$TOK" | wc -c > /envlen'
 RUN --mount=type=secret,id=missing,required=false test ! -e /run/secrets/missing && echo ok > /optional
 `},
+		"semantics": {"Dockerfile": `ARG BASE=bbase
+ARG GLOBAL_ONLY=g
+FROM $BASE AS Builder
+ARG A=1
+ARG B=${A}2
+RUN echo "$A $B [$GLOBAL_ONLY]" > /ab
+WORKDIR rel
+RUN pwd > /pwd
+FROM scratch AS empty
+WORKDIR /in/scratch
+COPY --from=builder /ab /pwd ./
+FROM $BASE
+ENV legacy value with spaces
+ENV K1=v1 K2="v 2" K3=v\ 3
+EXPOSE 80/TCP 443/udp
+LABEL "quoted key"="quoted \"value\"" plain=x
+USER app:app
+CMD []
+ENTRYPOINT ["/bin/true"]
+ENTRYPOINT []
+HEALTHCHECK CMD wget -q localhost || exit 1
+COPY --from=empty / /copied-scratch/
+`},
+		"add-url": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+ADD URL/dir/file.txt /fetched/
+ADD URL/dir/file.txt /named
+ADD --chmod=0755 URL/dir/file.txt /exec
+ADD URL/dir/ /indir/
+`},
 		"whiteouts": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 RUN mkdir -p /w/a/b && echo 1 > /w/a/b/f && echo 2 > /w/g && echo 3 > /w/h
@@ -198,6 +230,12 @@ ONBUILD RUN echo child
 	}
 	t.Setenv("E2E_SECRET_TOK", "s3cr3t-env")
 	secrets := map[string][]string{"secrets": {"id=tok,src=" + secretFile, "id=envtok,env=E2E_SECRET_TOK"}}
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Last-Modified", "Tue, 14 Nov 2023 22:13:20 GMT")
+		w.Write([]byte("remote " + r.URL.Path + "\n"))
+	}))
+	defer srv.Close()
 
 	// a parent image with ONBUILD triggers, built and pushed by strata, for
 	// both to build a child of
@@ -243,7 +281,8 @@ ONBUILD ENV FROM_ONBUILD=yes
 			// images in the registry, for both
 			df := filepath.Join(ctx, "Dockerfile")
 			b, _ := os.ReadFile(df)
-			os.WriteFile(df, []byte(strings.ReplaceAll(string(b), "REGISTRY/", reg+"/")), 0o644)
+			b = []byte(strings.ReplaceAll(string(b), "REGISTRY/", reg+"/"))
+			os.WriteFile(df, []byte(strings.ReplaceAll(string(b), "URL/", srv.URL+"/")), 0o644)
 			sTree, sCfg := bldBuild(t, e, ctx, "cmp-"+name, sArgs...)
 			dt := filepath.Join(t.TempDir(), "bk.tar")
 			out, err := exec.Command("buildctl", append(bArgs, "--output", "type=docker,name=cmp,dest="+dt)...).CombinedOutput()
