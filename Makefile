@@ -25,10 +25,11 @@ vet:
 fmt:
 	gofmt -l -w .
 
-# Unit tests per package, then e2e tests that drive the binary.
+# Unit tests per package, then e2e tests that drive the binary, beside a
+# BuildKit v0.16 daemon for the comparison test (STRATA_TEST_BUILDKIT=0: none).
 test: deps build vet
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo "gofmt needed"; exit 1; }
-	$(GO) test -count=1 -timeout 20m ./...
+	./scripts/with-buildkit.sh $(BIN) $(GO) test -count=1 -timeout 20m ./...
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
