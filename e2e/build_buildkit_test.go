@@ -197,6 +197,19 @@ ENTRYPOINT []
 HEALTHCHECK CMD wget -q localhost || exit 1
 COPY --from=empty / /copied-scratch/
 `},
+		"context-edge": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+COPY modes /modes
+COPY emptydir /emptydir
+COPY uni /uni
+COPY hl /hl
+ADD tars/a.tar.xz /xz/
+ADD tars/a.tar.bz2 /bz2/
+ADD tars/a.tar.zst /zst/
+ADD tars/p.gz /gz/
+COPY . /all/
+`, ".dockerignore": "# comment\n**/*.log\n!keep.log\nignored-dir\n!ignored-dir/back\n/rooted\n",
+			"x.log": "x", "sub/y.log": "y", "keep.log": "k", "ignored-dir/a": "a", "ignored-dir/back": "b", "rooted": "r", "sub/rooted": "sr"},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
@@ -222,6 +235,18 @@ STOPSIGNAL 9
 ONBUILD COPY . /app
 ONBUILD RUN echo child
 `},
+	}
+	// shell commands that finish a case's context (what bldContext cannot make)
+	prep := map[string]string{
+		"mounts-heredoc-ignore": "tar -cf arch.tar in",
+		"copy-edge":             "tar -czf arch.tar.gz d",
+		"context-edge": `mkdir -p modes/sticky emptydir 'uni/ünï cödé' hl tars/src/sub
+chmod 1777 modes/sticky; echo s > modes/suid; chmod 4755 modes/suid
+echo p > modes/private; chmod 600 modes/private; mkdir modes/closed; chmod 700 modes/closed
+echo h > hl/a; ln hl/a hl/b; echo u > 'uni/ünï cödé/f'
+echo t > tars/src/sub/f; chmod 700 tars/src
+tar -C tars/src -cJf tars/a.tar.xz .; tar -C tars/src -cjf tars/a.tar.bz2 .; tar -C tars/src --zstd -cf tars/a.tar.zst .
+echo plain > tars/p; gzip tars/p; rm -rf tars/src`,
 	}
 	args := map[string][]string{"args-env": {"LOCAL=over", "UNUSED=u"}}
 	secretFile := filepath.Join(t.TempDir(), "tok")
@@ -255,16 +280,11 @@ ONBUILD ENV FROM_ONBUILD=yes
 		t.Run(name, func(t *testing.T) {
 			e := &env{t: t, Root: e.Root}
 			ctx := bldContext(t, cases[name])
-			switch name {
-			case "mounts-heredoc-ignore":
-				out, err := exec.Command("tar", "-C", ctx, "-cf", filepath.Join(ctx, "arch.tar"), "in").CombinedOutput()
-				if err != nil {
-					t.Fatalf("tar: %v %s", err, out)
-				}
-			case "copy-edge":
-				out, err := exec.Command("tar", "-C", ctx, "-czf", filepath.Join(ctx, "arch.tar.gz"), "d").CombinedOutput()
-				if err != nil {
-					t.Fatalf("tar: %v %s", err, out)
+			if sh, ok := prep[name]; ok {
+				cmd := exec.Command("sh", "-ec", sh)
+				cmd.Dir = ctx
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("preparing the context: %v\n%s", err, out)
 				}
 			}
 			var sArgs []string
