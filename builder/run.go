@@ -460,6 +460,16 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 		if m.From != "" {
 			id += "\x00from " + st.fromIdentity(m.From) + "\x00/" + src
 		}
+		// uid=, gid= or mode= give the cache a base too (BuildKit makes it
+		// with a mkdir): the same id with other permissions is another cache.
+		if m.UID != nil || m.GID != nil || m.Mode != nil {
+			uid, gid := mountOwner(m)
+			mode := uint64(0o755)
+			if m.Mode != nil {
+				mode = *m.Mode
+			}
+			id += fmt.Sprintf("\x00perms %d:%d %o", uid, gid, mode)
+		}
 		cdir, err := b.s.Dir("cache")
 		if err != nil {
 			return runMount{}, err

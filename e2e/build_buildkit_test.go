@@ -210,6 +210,23 @@ ADD tars/p.gz /gz/
 COPY . /all/
 `, ".dockerignore": "# comment\n**/*.log\n!keep.log\nignored-dir\n!ignored-dir/back\n/rooted\n",
 			"x.log": "x", "sub/y.log": "y", "keep.log": "k", "ignored-dir/a": "a", "ignored-dir/back": "b", "rooted": "r", "sub/rooted": "sr"},
+		"run-mounts": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE AS tools
+RUN mkdir -p /opt/t && echo tool > /opt/t/bin && chmod 755 /opt/t/bin
+WORKDIR /inherited
+ENV STAGE_ENV=from-tools
+FROM tools AS child
+RUN pwd > /child-pwd && echo "$STAGE_ENV" > /child-env
+FROM $BASE
+RUN --mount=type=bind,from=tools,source=/opt/t,target=/mnt/t cp /mnt/t/bin /copied-from-stage
+RUN --mount=type=bind,target=/ctx,rw echo scribble > /ctx/new && cat /ctx/f > /from-rw-bind
+RUN --mount=type=bind,source=f,target=/one-file cat /one-file > /from-file-bind
+RUN --mount=type=cache,target=/c,id=shared,uid=1000,gid=1000,mode=0750 stat -c '%a %u:%g' /c > /cache-stat && touch /c/x
+RUN --mount=type=cache,target=/c,id=shared ls /c > /cache-listing
+RUN --mount=type=tmpfs,target=/t,size=1m mount | grep ' /t ' | cut -d' ' -f5 > /tmpfs-type
+RUN --mount=type=cache,target=/var/cache/x,sharing=locked echo > /var/cache/x/y && ls -ld /var/cache | cut -c1-10 > /cache-parent
+COPY --from=child /child-pwd /child-env /
+`, "f": "file content"},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
