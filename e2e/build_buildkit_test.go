@@ -227,6 +227,18 @@ RUN --mount=type=tmpfs,target=/t,size=1m mount | grep ' /t ' | cut -d' ' -f5 > /
 RUN --mount=type=cache,target=/var/cache/x,sharing=locked echo > /var/cache/x/y && ls -ld /var/cache | cut -c1-10 > /cache-parent
 COPY --from=child /child-pwd /child-env /
 `, "f": "file content"},
+		"target": {"Dockerfile": `ARG BASE=bbase
+ARG V=global
+FROM $BASE AS base
+ARG V
+RUN echo "base $V" > /base
+FROM base AS picked
+ARG V=stage-default
+LABEL v=$V
+RUN echo "picked $V" > /picked
+FROM base AS after
+RUN echo after > /after
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
@@ -266,6 +278,7 @@ tar -C tars/src -cJf tars/a.tar.xz .; tar -C tars/src -cjf tars/a.tar.bz2 .; tar
 echo plain > tars/p; gzip tars/p; rm -rf tars/src`,
 	}
 	args := map[string][]string{"args-env": {"LOCAL=over", "UNUSED=u"}}
+	targets := map[string]string{"target": "picked"}
 	secretFile := filepath.Join(t.TempDir(), "tok")
 	if err := os.WriteFile(secretFile, []byte("s3cr3t-file"), 0o600); err != nil {
 		t.Fatal(err)
@@ -310,6 +323,10 @@ ONBUILD ENV FROM_ONBUILD=yes
 			for _, a := range args[name] {
 				sArgs = append(sArgs, "--build-arg", a)
 				bArgs = append(bArgs, "--opt", "build-arg:"+a)
+			}
+			if tg := targets[name]; tg != "" {
+				sArgs = append(sArgs, "--target", tg)
+				bArgs = append(bArgs, "--opt", "target="+tg)
 			}
 			for _, a := range secrets[name] {
 				sArgs = append(sArgs, "--secret", a)
