@@ -239,6 +239,17 @@ RUN echo "picked $V" > /picked
 FROM base AS after
 RUN echo after > /after
 `},
+		"fs-changes": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+RUN mkdir -p /d/keep /d/todir /x && echo 1 > /d/file && echo 2 > /d/tofile-dir/f 2>/dev/null || true
+RUN mkdir -p /d/tofile && echo f > /d/tofile/inner && ln -s /d/keep /d/link && echo h > /d/hl-src && echo r > /d/recreate
+RUN chmod 700 /d/keep && chown 1000:1000 /d/file && chmod 640 /d/file
+RUN rm -rf /d/tofile && echo now-a-file > /d/tofile && rm /d/link && mkdir /d/link && echo in > /d/link/f
+RUN ln /d/hl-src /d/hl-dst && rm /d/recreate && echo r2 > /d/recreate && touch -d @1700000000 /etc/group
+RUN mkfifo /d/fifo && mknod /d/null c 1 3 && dd if=/dev/zero of=/d/sparse bs=1 count=1 seek=1048575 2>/dev/null
+RUN p=/d/$(printf 'n%.0s' $(seq 1 120)) && mkdir -p $p/$(printf 'm%.0s' $(seq 1 120)) && echo deep > $p/$(printf 'm%.0s' $(seq 1 120))/$(printf 'f%.0s' $(seq 1 200))
+RUN echo x > "/d/$(printf 'caf\351')" && ln -s "$(printf 'tgt\351')" /d/latin-link
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/

@@ -2,7 +2,9 @@ package snapshot
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -193,6 +195,146 @@ func sameExceptTimes(n *node, lp string) bool {
 		}
 	}
 	return true
+}
+
+// unchanged reports whether the entry n, which a container's copy holds at
+// the path of the lower entry lp (whose lstat is l), is no change, with the
+// rules of BuildKit's overlay differ (its sameDirent, after containerd's
+// continuity): the same type, mode, owner and device; for a non-directory
+// the same size and mtime and, when both mtimes lack nanoseconds (as
+// everything extracted from a tar does, and a copy-up keeps them), the same
+// content or symlink target. Directories' times are not compared: a child's
+// change shows in the child. Unlike BuildKit, every xattr is compared, not
+// only security.capability. So an overlayfs copy-up without a change (chown
+// to the same owner, the source of a new hardlink) is not in the layer.
+func unchanged(n *node, lp string, l *unix.Stat_t) (bool, error) {
+	u := &n.st
+	if u.Mode != l.Mode || u.Uid != l.Uid || u.Gid != l.Gid {
+		return false, nil
+	}
+	if u.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if u.Rdev != l.Rdev || u.Size != l.Size || u.Mtim.Sec != l.Mtim.Sec || u.Mtim.Nsec != l.Mtim.Nsec {
+			return false, nil
+		}
+		if u.Mtim.Nsec == 0 {
+			same, err := sameContent(n.abs, lp, u)
+			if err != nil || !same {
+				return false, err
+			}
+		}
+	}
+	ux, err := readXattrs(n.abs)
+	if err != nil {
+		return false, err
+	}
+	lx, err := readXattrs(lp)
+	if err != nil {
+		return false, err
+	}
+	if len(ux) != len(lx) {
+		return false, nil
+	}
+	for k, v := range ux {
+		if w, ok := lx[k]; !ok || w != v {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// sameContent compares the symlink targets or the data of two entries of
+// the type and size st gives.
+func sameContent(a, b string, st *unix.Stat_t) (bool, error) {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		ta, err1 := os.Readlink(a)
+		tb, err2 := os.Readlink(b)
+		if err1 != nil || err2 != nil {
+			return false, errors.Join(err1, err2)
+		}
+		return ta == tb, nil
+	case unix.S_IFREG:
+		if st.Size == 0 {
+			return true, nil
+		}
+		fa, err := os.Open(a)
+		if err != nil {
+			return false, err
+		}
+		defer fa.Close()
+		fb, err := os.Open(b)
+		if err != nil {
+			return false, err
+		}
+		defer fb.Close()
+		ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
+		for {
+			na, errA := io.ReadFull(fa, ba)
+			nb, errB := io.ReadFull(fb, bb)
+			if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
+				return false, nil
+			}
+			if errA != nil || errB != nil {
+				endA := errA == io.EOF || errA == io.ErrUnexpectedEOF
+				endB := errB == io.EOF || errB == io.ErrUnexpectedEOF
+				if endA && endB {
+					return true, nil
+				}
+				if !endA && errA != nil {
+					return false, errA
+				}
+				if !endB && errB != nil {
+					return false, errB
+				}
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// pruneUnchanged removes from the upper tree dir what overlayfs copied up
+// without a change (see unchanged), and directories left with nothing
+// below them that are unchanged themselves. Opaque directories are kept
+// whole: they hide the lower one.
+func pruneUnchanged(ctx context.Context, dir *node, lv lowerView) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	kept := dir.children[:0]
+	for _, c := range dir.children {
+		if c.whiteout || c.opaque {
+			kept = append(kept, c)
+			continue
+		}
+		lp, ok := lv.lookup(c.rel)
+		if !ok {
+			kept = append(kept, c)
+			continue
+		}
+		var l unix.Stat_t
+		if err := unix.Lstat(lp, &l); err != nil {
+			return err
+		}
+		if c.isDir() && l.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if err := pruneUnchanged(ctx, c, lv); err != nil {
+				return err
+			}
+			if len(c.children) > 0 {
+				kept = append(kept, c)
+				continue
+			}
+		}
+		same, err := unchanged(c, lp, &l)
+		if err != nil {
+			return fmt.Errorf("comparing %s: %w", c.rel, err)
+		}
+		if !same {
+			kept = append(kept, c)
+		}
+	}
+	dir.children = kept
+	return nil
 }
 
 func (n *node) remove(c *node) {

@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -211,7 +210,7 @@ func compareDir(ctx context.Context, dir *node, lower string) (bool, error) {
 			if err != nil {
 				return false, err
 			}
-			same, err := sameMeta(c, lp, &lst)
+			same, err := unchanged(c, lp, &lst)
 			if err != nil {
 				return false, err
 			}
@@ -219,7 +218,7 @@ func compareDir(ctx context.Context, dir *node, lower string) (bool, error) {
 				continue
 			}
 		default:
-			same, err := sameMeta(c, lp, &lst)
+			same, err := unchanged(c, lp, &lst)
 			if err != nil {
 				return false, err
 			}
@@ -272,48 +271,6 @@ func addAll(ctx context.Context, n *node) error {
 func hasOrigTag(n *node) bool {
 	v, err := getXattr(n.abs, origTag)
 	return err == nil && v == strconv.FormatUint(n.st.Ino, 10)
-}
-
-// sameMeta reports whether the upper entry n is unchanged from the lower
-// entry at lp: type, mode, owner, device, size, mtime, symlink target and
-// xattrs, and no new hardlink. Content is not read: any write changes mtime.
-func sameMeta(n *node, lp string, l *unix.Stat_t) (bool, error) {
-	u := &n.st
-	if u.Mode != l.Mode || u.Uid != l.Uid || u.Gid != l.Gid || u.Mtim != l.Mtim {
-		return false, nil
-	}
-	switch u.Mode & unix.S_IFMT {
-	case unix.S_IFDIR:
-	case unix.S_IFLNK:
-		a, err1 := os.Readlink(n.abs)
-		b, err2 := os.Readlink(lp)
-		if err1 != nil || err2 != nil || a != b {
-			return false, errors.Join(err1, err2)
-		}
-	default:
-		// Every file of the container's copy starts with one link: more
-		// means the container linked it (overlayfs copies it up then).
-		if u.Size != l.Size || u.Rdev != l.Rdev || u.Nlink > 1 {
-			return false, nil
-		}
-	}
-	ux, err := readXattrs(n.abs)
-	if err != nil {
-		return false, err
-	}
-	lx, err := readXattrs(lp)
-	if err != nil {
-		return false, err
-	}
-	if len(ux) != len(lx) {
-		return false, nil
-	}
-	for k, v := range ux {
-		if w, ok := lx[k]; !ok || w != v {
-			return false, nil
-		}
-	}
-	return true, nil
 }
 
 // copyMode is how copyTree treats regular files.

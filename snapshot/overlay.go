@@ -138,6 +138,9 @@ func (o *overlay) tree(ctx context.Context, key string) (*node, lowerView, error
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading changes of %s: %w", key, err)
 	}
+	if err := pruneUnchanged(ctx, t, lv); err != nil {
+		return nil, nil, fmt.Errorf("reading changes of %s: %w", key, err)
+	}
 	excludeMountpoints(t, lv, o.keepSys)
 	dropIdleOpaque(t, lv)
 	return t, lv, nil
