@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"archive/tar"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
@@ -368,6 +370,25 @@ ONBUILD ENV FROM_ONBUILD=yes
 			rc.Close()
 			f.Close()
 			bTree := bldTree(t, ft)
+
+			// layer by layer: the same entries (name, type, mode, owner,
+			// size, link) in the same number of layers
+			st := filepath.Join(t.TempDir(), "strata.tar")
+			e.ok("save", "-o", st, "cmp-"+name)
+			sImg, err := tarball.ImageFromPath(st, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sl, bl := layerListings(t, sImg), layerListings(t, img)
+			if len(sl) != len(bl) {
+				t.Errorf("%d layers, BuildKit %d", len(sl), len(bl))
+			}
+			for i := 1; i < min(len(sl), len(bl)); i++ { // 0: the base
+				sl[i], bl[i] = sameDeletions(sl[i], bl[i])
+				if !reflect.DeepEqual(sl[i], bl[i]) {
+					t.Errorf("layer %d differs:\nstrata:\n  %s\nbuildkit:\n  %s", i, strings.Join(sl[i], "\n  "), strings.Join(bl[i], "\n  "))
+				}
+			}
 			// History: BuildKit's text, but build-arg names without their
 			// values, which strata never records.
 			// The base image's entry names the tarball it was imported from.
@@ -436,4 +457,70 @@ func withoutArgValues(createdBy string) string {
 		f[i], _, _ = strings.Cut(f[i], "=")
 	}
 	return strings.Join(f, " ")
+}
+
+// layerListings lists each layer's entries, one sorted line each:
+// "name type mode uid:gid size link".
+func layerListings(t *testing.T, img v1.Image) [][]string {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]string
+	for _, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")
+			lines = append(lines, fmt.Sprintf("%s %c %o %d:%d %d %s", name, h.Typeflag, h.Mode&0o7777, h.Uid, h.Gid, h.Size, h.Linkname))
+		}
+		rc.Close()
+		sort.Strings(lines)
+		out = append(out, lines)
+	}
+	return out
+}
+
+// sameDeletions makes one layer's listings comparable where they say the
+// same deletion two ways: strata marks a directory that was deleted and
+// made again opaque (".wh..wh..opq", as docker does); BuildKit writes a
+// whiteout for each entry below it that is gone. The flattened trees show
+// that both delete the same.
+func sameDeletions(s, b []string) ([]string, []string) {
+	var opaque []string
+	var sOut []string
+	for _, l := range s {
+		name, _, _ := strings.Cut(l, " ")
+		if dir, ok := strings.CutSuffix(name, "/.wh..wh..opq"); ok {
+			opaque = append(opaque, dir+"/")
+			continue
+		}
+		sOut = append(sOut, l)
+	}
+	var bOut []string
+	for _, l := range b {
+		name, _, _ := strings.Cut(l, " ")
+		hidden := false
+		for _, d := range opaque {
+			if rest, ok := strings.CutPrefix(name, d); ok && strings.HasPrefix(rest, ".wh.") && !strings.Contains(rest, "/") {
+				hidden = true
+			}
+		}
+		if !hidden {
+			bOut = append(bOut, l)
+		}
+	}
+	return sOut, bOut
 }

@@ -118,7 +118,7 @@ var confCases = []confCase{
 			must(t, os.RemoveAll(filepath.Join(root, "opt/d")))
 			must(t, os.WriteFile(filepath.Join(root, "opt/d"), []byte("file now"), 0o644))
 		},
-		entries: []string{"bin/ d 0755 0:0", "bin/.wh..wh..opq f 0000 0:0 0", "bin/sh f 0755 0:0 2", "opt/ d 0755 0:0", "opt/d f 0644 0:0 8"},
+		entries: []string{"bin/ d 0755 0:0", "bin/sh f 0755 0:0 2", "opt/ d 0755 0:0", "opt/d f 0644 0:0 8"},
 		changes: []string{"C /bin", "A /bin/sh", "C /opt", "C /opt/d"},
 	},
 	{

@@ -119,6 +119,7 @@ func (n *native) tree(ctx context.Context, key string) (*node, lowerView, error)
 	}
 	lv := dirLower(lower)
 	excludeMountpoints(root, lv, n.keepSys)
+	dropIdleOpaque(root, lv)
 	return root, lv, nil
 }
 

@@ -111,6 +111,20 @@ func (o *overlay) makeUpper(dir string, lowers []string) error {
 	return os.Chmod(upper, 0o755) // whatever the umask left
 }
 
+// lowerHasChildren reports whether rel is a directory with entries in the
+// lower filesystem.
+func lowerHasChildren(lv lowerView, rel string) bool {
+	lp, ok := lv.lookup(rel)
+	if !ok {
+		return false
+	}
+	var st unix.Stat_t
+	if unix.Lstat(lp, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return false
+	}
+	return len(lv.names(rel)) > 0
+}
+
 func (o *overlay) mounts(dir string, lowers []string) []Mount {
 	return []Mount{{
 		Type:    "overlay",
@@ -147,12 +161,13 @@ func (o *overlay) tree(ctx context.Context, key string) (*node, lowerView, error
 }
 
 // dropIdleOpaque clears the opaque mark of directories with nothing below
-// them in the lower layers. overlayfs marks a directory it moves opaque
-// whether or not anything is there to hide; such a mark changes nothing,
-// and without it the diff is the one the native snapshotter writes.
+// them in the lower layers: nothing there, a file or symlink there (the
+// directory entry replaces it), or an empty directory. overlayfs marks a
+// directory it creates or moves opaque whether or not anything is there to
+// hide; such a mark changes nothing, and BuildKit writes none.
 func dropIdleOpaque(n *node, lv lowerView) {
 	for _, c := range n.children {
-		if c.opaque && !lv.exists(c.rel) {
+		if c.opaque && !lowerHasChildren(lv, c.rel) {
 			c.opaque = false
 		}
 		if c.isDir() {
