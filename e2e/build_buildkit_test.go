@@ -379,6 +379,12 @@ ONBUILD ENV FROM_ONBUILD=yes
 			if err != nil {
 				t.Fatal(err)
 			}
+			// the whole config, but for what must differ: times, and the
+			// layers' digests (files' times differ); history is above
+			sRaw, _ := sImg.RawConfigFile()
+			if d := configDiff(sRaw, raw); d != "" {
+				t.Errorf("config files differ:\n%s", d)
+			}
 			sl, bl := layerListings(t, sImg), layerListings(t, img)
 			if len(sl) != len(bl) {
 				t.Errorf("%d layers, BuildKit %d", len(sl), len(bl))
@@ -523,4 +529,43 @@ func sameDeletions(s, b []string) ([]string, []string) {
 		}
 	}
 	return sOut, bOut
+}
+
+// configDiff lists the differences of two image config files, leaving out
+// "created", "history" and "rootfs".
+func configDiff(a, b []byte) string {
+	var ma, mb map[string]any
+	json.Unmarshal(a, &ma)
+	json.Unmarshal(b, &mb)
+	for _, k := range []string{"created", "history", "rootfs"} {
+		delete(ma, k)
+		delete(mb, k)
+	}
+	var out []string
+	var walk func(p string, x, y any)
+	walk = func(p string, x, y any) {
+		mx, okx := x.(map[string]any)
+		my, oky := y.(map[string]any)
+		if okx && oky {
+			keys := map[string]bool{}
+			for k := range mx {
+				keys[k] = true
+			}
+			for k := range my {
+				keys[k] = true
+			}
+			for k := range keys {
+				walk(p+"."+k, mx[k], my[k])
+			}
+			return
+		}
+		if !reflect.DeepEqual(x, y) {
+			xj, _ := json.Marshal(x)
+			yj, _ := json.Marshal(y)
+			out = append(out, fmt.Sprintf("%s: strata %s, buildkit %s", p, xj, yj))
+		}
+	}
+	walk("", ma, mb)
+	sort.Strings(out)
+	return strings.Join(out, "\n")
 }
