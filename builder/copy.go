@@ -130,15 +130,15 @@ func (c *copyPlan) add(target string, f srcFile) error {
 	e := &layerEntry{}
 	m := f.fi.Mode()
 	switch {
+	case m.IsDir() && f.rel == "":
+		// A directory source's content goes into target, as in BuildKit:
+		// an existing directory keeps its metadata, a new one is made 0755
+		// and owned by the --chown user or root (--chmod and the source's
+		// mode and owner are for what is copied into it).
+		return c.ensureDir(target)
 	case m.IsDir():
 		h.Typeflag = tar.TypeDir
 		h.Name += "/"
-		if old, ok := c.entries[target]; ok && old.hdr.Typeflag == tar.TypeDir && f.rel == "" {
-			return nil // copying into an existing directory keeps its metadata
-		}
-		if ve, ok := c.view.get(target); ok && ve.isDir() && f.rel == "" {
-			return c.ensureDir(target)
-		}
 	case m.IsRegular():
 		h.Typeflag = tar.TypeReg
 		h.Size = f.fi.Size()

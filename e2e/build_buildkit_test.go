@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -252,6 +253,18 @@ RUN mkfifo /d/fifo && mknod /d/null c 1 3 && dd if=/dev/zero of=/d/sparse bs=1 c
 RUN p=/d/$(printf 'n%.0s' $(seq 1 120)) && mkdir -p $p/$(printf 'm%.0s' $(seq 1 120)) && echo deep > $p/$(printf 'm%.0s' $(seq 1 120))/$(printf 'f%.0s' $(seq 1 200))
 RUN echo x > "/d/$(printf 'caf\351')" && ln -s "$(printf 'tgt\351')" /d/latin-link
 `},
+		"dir-dest": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE AS owned
+RUN mkdir -p /out/sub && chown -R 1000:1000 /out && chmod 700 /out && echo o > /out/sub/f
+FROM $BASE
+RUN mkdir -p /e && chmod 711 /e
+COPY --chown=7:7 d /e/
+COPY --chmod=0750 d /m/
+COPY d /e3/sub/deeper/
+COPY --chown=7:7 d /e2/
+COPY --from=owned /out /from-stage/
+COPY --from=REGISTRY/bbase /root /from-image/
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
@@ -282,6 +295,7 @@ ONBUILD RUN echo child
 	prep := map[string]string{
 		"mounts-heredoc-ignore": "tar -cf arch.tar in",
 		"copy-edge":             "tar -czf arch.tar.gz d",
+		"dir-dest":              "mkdir -p d/in && echo x > d/x && chmod 700 d d/in && chown 5:5 d",
 		"context-edge": `mkdir -p modes/sticky emptydir 'uni/ünï cödé' hl tars/src/sub
 chmod 1777 modes/sticky; echo s > modes/suid; chmod 4755 modes/suid
 echo p > modes/private; chmod 600 modes/private; mkdir modes/closed; chmod 700 modes/closed
@@ -300,7 +314,7 @@ echo plain > tars/p; gzip tars/p; rm -rf tars/src`,
 	secrets := map[string][]string{"secrets": {"id=tok,src=" + secretFile, "id=envtok,env=E2E_SECRET_TOK"}}
 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Last-Modified", "Tue, 14 Nov 2023 22:13:20 GMT")
+		w.Header().Set("Last-Modified", "Sun, 26 Jan 2020 00:53:20 GMT")
 		w.Write([]byte("remote " + r.URL.Path + "\n"))
 	}))
 	defer srv.Close()
@@ -323,7 +337,11 @@ ONBUILD ENV FROM_ONBUILD=yes
 		t.Run(name, func(t *testing.T) {
 			e := &env{t: t, Root: e.Root}
 			ctx := bldContext(t, cases[name])
-			if sh, ok := prep[name]; ok {
+			// context files are old, so that the times COPY keeps can be
+			// told from the times of what the build made (see layerListings)
+			{
+				sh := prep[name]
+				sh += "\nfind . -exec touch -h -d @1500000000 {} +"
 				cmd := exec.Command("sh", "-ec", sh)
 				cmd.Dir = ctx
 				if out, err := cmd.CombinedOutput(); err != nil {
@@ -465,8 +483,13 @@ func withoutArgValues(createdBy string) string {
 	return strings.Join(f, " ")
 }
 
+// oldTimes: times before it were kept from the context, the base image or
+// an http Last-Modified, and must be equal (but for directories); later ones
+// are the build's.
+var oldTimes = time.Unix(1600000000, 0)
+
 // layerListings lists each layer's entries, one sorted line each:
-// "name type mode uid:gid size link".
+// "name type mode uid:gid size mtime link" (mtime "new" after oldTimes).
 func layerListings(t *testing.T, img v1.Image) [][]string {
 	t.Helper()
 	layers, err := img.Layers()
@@ -490,7 +513,13 @@ func layerListings(t *testing.T, img v1.Image) [][]string {
 				t.Fatal(err)
 			}
 			name := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")
-			lines = append(lines, fmt.Sprintf("%s %c %o %d:%d %d %s", name, h.Typeflag, h.Mode&0o7777, h.Uid, h.Gid, h.Size, h.Linkname))
+			// Directories' times are left out: BuildKit's depend on the
+			// order it writes their content in.
+			mtime := "new" // made by the build: times differ
+			if h.ModTime.Before(oldTimes) && h.Typeflag != tar.TypeDir {
+				mtime = h.ModTime.UTC().Format(time.RFC3339)
+			}
+			lines = append(lines, fmt.Sprintf("%s %c %o %d:%d %d %s %s", name, h.Typeflag, h.Mode&0o7777, h.Uid, h.Gid, h.Size, mtime, h.Linkname))
 		}
 		rc.Close()
 		sort.Strings(lines)
