@@ -107,6 +107,9 @@ type Output struct {
 	Type string // "image" (the store), "oci", "docker", "local", "tar"
 	Dest string
 	Name string // image name in a docker/oci tar (defaults to the first tag)
+	// Compression of the layers in a docker/oci tar: "gzip" (the
+	// default, as BuildKit), "zstd" or "uncompressed".
+	Compression string
 }
 
 // ParseOutput parses --output type=T,dest=D (or a bare path: type=local).
@@ -121,7 +124,7 @@ func ParseOutput(s string) (Output, error) {
 	var last *string
 	for _, f := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(f, "=")
-		if !ok || (k != "type" && k != "dest" && k != "name" && last != nil) {
+		if !ok || (k != "type" && k != "dest" && k != "name" && k != "compression" && last != nil) {
 			if last == nil {
 				return o, fmt.Errorf("invalid output %q: want type=T,dest=D", s)
 			}
@@ -135,6 +138,8 @@ func ParseOutput(s string) (Output, error) {
 			o.Dest, last = v, &o.Dest
 		case "name":
 			o.Name, last = v, &o.Name
+		case "compression":
+			o.Compression, last = v, &o.Compression
 		default:
 			return o, fmt.Errorf("invalid output %q: unknown key %q", s, k)
 		}
@@ -147,6 +152,16 @@ func ParseOutput(s string) (Output, error) {
 	case "image", "registry":
 	default:
 		return o, fmt.Errorf("invalid output %q: type must be image, oci, docker, local or tar", s)
+	}
+	if o.Compression != "" {
+		if o.Type != "oci" && o.Type != "docker" {
+			return o, fmt.Errorf("invalid output %q: compression= is for type=oci and type=docker", s)
+		}
+		switch o.Compression {
+		case store.Gzip, store.Zstd, store.Uncompressed:
+		default:
+			return o, fmt.Errorf("invalid output %q: compression must be gzip, zstd or uncompressed", s)
+		}
 	}
 	return o, nil
 }

@@ -1,21 +1,15 @@
 package builder
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/strata-dev/strata/store"
 )
@@ -133,46 +127,25 @@ func (b *builder) writeOutput(ctx context.Context, img v1.Image, o Output) error
 	switch o.Type {
 	case "image", "registry":
 		return nil
-	case "docker":
+	case "docker", "oci":
+		// as `strata save` writes them: layers compressed (gzip unless
+		// compression= says otherwise), named by name= or the first tag
 		refName := o.Name
 		if refName == "" && len(b.opts.Tags) > 0 {
 			refName = b.opts.Tags[0]
 		}
-		var tag name.Tag
+		var full string
 		if refName != "" {
 			t, err := store.ParseTag(refName)
 			if err != nil {
 				return err
 			}
-			tag = t
+			full = store.FullName(t)
 		}
+		opts := store.SaveOptions{Format: o.Type, Compression: o.Compression}
 		return writeFileOrStdout(o.Dest, func(w io.Writer) error {
-			if refName == "" {
-				return tarball.Write(nil, img, w)
-			}
-			return tarball.Write(tag, img, w)
+			return b.s.WriteArchive(ctx, w, img, full, opts)
 		})
-	case "oci":
-		dir, err := b.tempDir("oci-")
-		if err != nil {
-			return err
-		}
-		lp, err := layout.Write(dir, empty.Index)
-		if err != nil {
-			return err
-		}
-		var opts []layout.Option
-		refName := o.Name
-		if refName == "" && len(b.opts.Tags) > 0 {
-			refName = b.opts.Tags[0]
-		}
-		if refName != "" {
-			opts = append(opts, layout.WithAnnotations(map[string]string{store.AnnotationRefName: refName}))
-		}
-		if err := lp.AppendImage(img, opts...); err != nil {
-			return err
-		}
-		return writeFileOrStdout(o.Dest, func(w io.Writer) error { return tarDir(dir, w) })
 	case "tar":
 		return writeFileOrStdout(o.Dest, func(w io.Writer) error {
 			rc := mutate.Extract(img)
@@ -228,46 +201,4 @@ func writeFileOrStdout(dest string, write func(io.Writer) error) error {
 		os.Remove(f.Name())
 	}
 	return err
-}
-
-// tarDir writes the files under dir as a tar (an OCI layout archive).
-func tarDir(dir string, w io.Writer) error {
-	tw := tar.NewWriter(w)
-	var paths []string
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != dir {
-			paths = append(paths, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		h := &tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, ModTime: fi.ModTime().Truncate(1e9)}
-		if fi.IsDir() {
-			h.Typeflag, h.Name, h.Mode = tar.TypeDir, h.Name+"/", 0o755
-			if err := tw.WriteHeader(h); err != nil {
-				return err
-			}
-			continue
-		}
-		h.Typeflag, h.Size = tar.TypeReg, fi.Size()
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if err := copyFileInto(tw, p, fi.Size()); err != nil {
-			return err
-		}
-	}
-	return tw.Close()
 }

@@ -66,7 +66,10 @@ func TestParseOptions(t *testing.T) {
 	if err != nil || o.Type != "local" || o.Dest != "/tmp/a,b" {
 		t.Errorf("ParseOutput: %+v %v", o, err)
 	}
-	for _, bad := range []string{"type=nope,dest=x", "type=oci", "dest=x,type=tar,colour=red"} {
+	if o, err := ParseOutput("type=oci,dest=/o.tar,compression=zstd"); err != nil || o.Compression != "zstd" || o.Dest != "/o.tar" {
+		t.Errorf("ParseOutput compression: %+v %v", o, err)
+	}
+	for _, bad := range []string{"type=nope,dest=x", "type=oci", "dest=x,type=tar,colour=red", "type=oci,dest=x,compression=lz4", "type=local,dest=x,compression=gzip"} {
 		if _, err := ParseOutput(bad); err == nil {
 			t.Errorf("ParseOutput(%q) accepted", bad)
 		}

@@ -31,8 +31,37 @@ const AnnotationContainerdName = "io.containerd.image.name"
 
 // SaveOptions choose Save's archive.
 type SaveOptions struct {
-	Format      string // "docker" (the default) or "oci"
-	Compression string // of local layers: "gzip" (the default) or "zstd"
+	Format string // "docker" (the default) or "oci"
+	// Compression of local layers: "gzip" (the default), "zstd", or
+	// "uncompressed" (written as stored).
+	Compression string
+}
+
+// Uncompressed is the SaveOptions.Compression that keeps local layers as
+// they are stored.
+const Uncompressed = "uncompressed"
+
+func (o SaveOptions) check() (format, algo string, err error) {
+	format, algo = o.Format, o.Compression
+	if format == "" {
+		format = FormatDocker
+	}
+	if format != FormatDocker && format != FormatOCI {
+		return "", "", fmt.Errorf("unknown archive format %q (want docker or oci)", format)
+	}
+	if algo == "" {
+		algo = Gzip
+	}
+	if algo != Gzip && algo != Zstd && algo != Uncompressed {
+		return "", "", fmt.Errorf("unknown compression %q (want gzip, zstd or uncompressed)", algo)
+	}
+	return format, algo, nil
+}
+
+// archiveItem is one image of an archive and its full name ("" for none).
+type archiveItem struct {
+	img  v1.Image
+	name string
 }
 
 // Save writes the images refs resolve to as one archive to w. Local
@@ -40,19 +69,9 @@ type SaveOptions struct {
 // ones as they are. An image named by a tag is saved under that name; one
 // named by ID or digest is saved without a name. The archive is streamed.
 func (s *Store) Save(ctx context.Context, w io.Writer, refs []string, opts SaveOptions) error {
-	format := opts.Format
-	if format == "" {
-		format = FormatDocker
-	}
-	if format != FormatDocker && format != FormatOCI {
-		return fmt.Errorf("unknown archive format %q (want docker or oci)", format)
-	}
-	algo := opts.Compression
-	if algo == "" {
-		algo = Gzip
-	}
-	if algo != Gzip && algo != Zstd {
-		return fmt.Errorf("unknown compression %q (want gzip or zstd)", algo)
+	format, algo, err := opts.check()
+	if err != nil {
+		return err
 	}
 	if len(refs) == 0 {
 		return fmt.Errorf("saving: no image given")
@@ -62,11 +81,7 @@ func (s *Store) Save(ctx context.Context, w io.Writer, refs []string, opts SaveO
 		return err
 	}
 	defer release()
-	type item struct {
-		img  v1.Image
-		name string // full name, "" for none
-	}
-	var items []item
+	var items []archiveItem
 	byDigest := map[v1.Hash]v1.Image{}
 	for _, ref := range refs {
 		rec, err := s.Resolve(ref)
@@ -79,13 +94,44 @@ func (s *Store) Save(ctx context.Context, w io.Writer, refs []string, opts SaveO
 			if err != nil {
 				return err
 			}
-			if img, err = s.CompressedImage(ctx, stored, algo); err != nil {
+			if img, err = s.archived(ctx, stored, algo); err != nil {
 				return fmt.Errorf("saving %s: %w", ref, err)
 			}
 			byDigest[rec.Digest] = img
 		}
-		items = append(items, item{img: img, name: tagName(ref)})
+		items = append(items, archiveItem{img: img, name: tagName(ref)})
 	}
+	return writeArchive(ctx, w, items, format)
+}
+
+// WriteArchive writes img as a one-image archive in opts' format and
+// compression to w, named fullName (a full tag; "" for none), as Save
+// writes a stored image. img's layers are the store's.
+func (s *Store) WriteArchive(ctx context.Context, w io.Writer, img v1.Image, fullName string, opts SaveOptions) error {
+	format, algo, err := opts.check()
+	if err != nil {
+		return err
+	}
+	release, err := s.Hold()
+	if err != nil {
+		return err
+	}
+	defer release()
+	if img, err = s.archived(ctx, img, algo); err != nil {
+		return err
+	}
+	return writeArchive(ctx, w, []archiveItem{{img, fullName}}, format)
+}
+
+// archived is img with its local layers compressed with algo (or not).
+func (s *Store) archived(ctx context.Context, img v1.Image, algo string) (v1.Image, error) {
+	if algo == Uncompressed {
+		return img, nil
+	}
+	return s.CompressedImage(ctx, img, algo)
+}
+
+func writeArchive(ctx context.Context, w io.Writer, items []archiveItem, format string) error {
 	if format == FormatDocker {
 		m := map[name.Reference]v1.Image{}
 		for _, it := range items {
@@ -233,6 +279,9 @@ func (o *ociWriter) add(img v1.Image, fullName string) error {
 	}
 	o.blob(md, int64(len(man)), func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(man)), nil })
 	desc := v1.Descriptor{MediaType: mt, Digest: md, Size: int64(len(man))}
+	if cf, err := img.ConfigFile(); err == nil && cf.OS != "" {
+		desc.Platform = &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant, OSVersion: cf.OSVersion}
+	}
 	if fullName != "" {
 		desc.Annotations = map[string]string{AnnotationRefName: fullName, AnnotationContainerdName: fullName}
 	}

@@ -155,7 +155,7 @@ are taken from the build cache (CACHED). Progress goes to stderr.`,
 		f.StringArrayVar(&secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR")
 		f.StringArrayVar(&sshs, "ssh", nil, "SSH agent for RUN --mount=type=ssh: default|ID[=SOCKET|KEY[,KEY]] (default: $SSH_AUTH_SOCK)")
 		f.StringArrayVar(&labels, "label", nil, "set an image label KEY=VALUE (repeatable)")
-		f.StringArrayVarP(&outputs, "output", "o", nil, "type=oci|docker|tar,dest=FILE or type=local,dest=DIR (repeatable)")
+		f.StringArrayVarP(&outputs, "output", "o", nil, "type=oci|docker,dest=FILE[,name=N][,compression=gzip|zstd|uncompressed], type=tar,dest=FILE or type=local,dest=DIR (repeatable)")
 		f.StringVar(&prog, "progress", "auto", "progress output: auto, plain, tty, json or quiet")
 		f.StringVar(&iidfile, "iidfile", "", "write the image ID to this file")
 		f.StringArrayVar(&cacheTo, "cache-to", nil, "export the build cache: type=registry,ref=REF[,mode=min|max] or type=local,dest=DIR")
