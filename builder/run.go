@@ -182,6 +182,23 @@ func randomKey() string {
 	return "build-" + hex.EncodeToString(r[:])
 }
 
+// runEnv is a RUN's environment: the stage's (ENV and the build args in
+// scope) and, as in BuildKit and docker, the proxy build args given with
+// --build-arg (HTTP_PROXY...) even where no ARG declares them. Those are
+// kept out of the cache key and the history, so a build behind a proxy
+// and one without share their cache.
+func (st *stage) runEnv() []string {
+	env := st.env.List()
+	var proxies []string
+	for k, v := range st.b.opts.BuildArgs {
+		if _, declared := st.env.Get(k); proxyArgs[k] && !declared {
+			proxies = append(proxies, k+"="+v)
+		}
+	}
+	sort.Strings(proxies)
+	return append(env, proxies...)
+}
+
 // execRun runs the command in the sandbox over the stage's layers and
 // returns the layer of what it changed. The snapshot and every temporary
 // mount source are removed whatever happens.
@@ -194,7 +211,7 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 	cfg := st.img.Config
 	spec := rootfs.Spec{
 		Args:       args,
-		Env:        st.env.List(),
+		Env:        st.runEnv(),
 		WorkingDir: cfg.WorkingDir,
 		User:       cfg.User,
 		Hostname:   "buildkitsandbox",

@@ -265,6 +265,12 @@ COPY --chown=7:7 d /e2/
 COPY --from=owned /out /from-stage/
 COPY --from=REGISTRY/bbase /root /from-image/
 `},
+		"proxy-env": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+RUN echo "[$HTTP_PROXY] [$no_proxy] [$HTTPS_PROXY]" > /proxy
+ARG no_proxy
+RUN echo "[$no_proxy]" > /declared
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
@@ -304,7 +310,10 @@ echo t > tars/src/sub/f; chmod 700 tars/src
 tar -C tars/src -cJf tars/a.tar.xz .; tar -C tars/src -cjf tars/a.tar.bz2 .; tar -C tars/src --zstd -cf tars/a.tar.zst .
 echo plain > tars/p; gzip tars/p; rm -rf tars/src`,
 	}
-	args := map[string][]string{"args-env": {"LOCAL=over", "UNUSED=u"}}
+	args := map[string][]string{
+		"args-env":  {"LOCAL=over", "UNUSED=u"},
+		"proxy-env": {"HTTP_PROXY=http://proxy.invalid:3128", "no_proxy=localhost"},
+	}
 	targets := map[string]string{"target": "picked"}
 	secretFile := filepath.Join(t.TempDir(), "tok")
 	if err := os.WriteFile(secretFile, []byte("s3cr3t-file"), 0o600); err != nil {

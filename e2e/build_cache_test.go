@@ -132,6 +132,10 @@ RUN ls /two > /list
 
 	// --no-cache runs everything
 	check("--no-cache", bldSteps(t, e, "-t", "cache", "--no-cache", "--build-arg", "ONLY_B=y", ctx), all("R"))
+
+	// undeclared proxy build args reach RUN but not its cache key, as in
+	// BuildKit: a build behind a proxy shares the cache of one without
+	check("HTTP_PROXY", bldSteps(t, e, "-t", "cache", "--build-arg", "ONLY_B=y", "--build-arg", "HTTP_PROXY=http://proxy.invalid:3128", ctx), all("C"))
 }
 
 func TestBuildCacheDamaged(t *testing.T) {
