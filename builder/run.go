@@ -41,10 +41,13 @@ func (st *stage) runArgs(c *instructions.RunCommand) (args []string, script *ins
 				data = parser.ChompHeredocContent(data)
 			}
 			if strings.HasPrefix(f.Data, "#!") {
+				// run by the shell as a file (so its shebang counts)
 				f.Data = data
-				return []string{path.Join("/dev/pipes", f.Name)}, &f, nil
+				script = &f
+				args = []string{scriptPath(script)}
+			} else {
+				args = []string{data}
 			}
-			args = []string{data}
 		} else {
 			full := args[0]
 			for _, f := range c.Files {
@@ -56,7 +59,13 @@ func (st *stage) runArgs(c *instructions.RunCommand) (args []string, script *ins
 	if c.PrependShell {
 		args = st.withShell(args)
 	}
-	return args, nil, nil
+	return args, script, nil
+}
+
+// scriptPath is where a RUN heredoc with a shebang is mounted, as in
+// BuildKit.
+func scriptPath(f *instructions.ShellInlineFile) string {
+	return path.Join("/dev/pipes", f.Name)
 }
 
 // runMount is a RUN --mount made ready for the sandbox.
@@ -228,7 +237,7 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 		if err := os.WriteFile(p, []byte(script.Data), 0o755); err != nil {
 			return nil, err
 		}
-		spec.Binds = append(spec.Binds, rootfs.Bind{Source: p, Target: args[0], ReadOnly: true})
+		spec.Binds = append(spec.Binds, rootfs.Bind{Source: p, Target: scriptPath(script), ReadOnly: true})
 	}
 	var unlocks []func()
 	defer func() {

@@ -271,6 +271,54 @@ RUN echo "[$HTTP_PROXY] [$no_proxy] [$HTTPS_PROXY]" > /proxy
 ARG no_proxy
 RUN echo "[$no_proxy]" > /declared
 `},
+		"expansion": {"Dockerfile": `ARG BASE=bbase
+FROM --platform=$BUILDPLATFORM $BASE
+ARG NOVAL
+ARG EMPTY=
+ARG BUILDOS BUILDARCH TARGETVARIANT TARGETPLATFORM
+ENV A=1
+ENV A=2 B=$A C=${A}x
+ENV SIG=SIGUSR1 PORT=7000 DIR=/from/env WHO=1234
+RUN (env | grep -E '^(NOVAL|EMPTY)=' || echo none) > /args && echo "$BUILDOS/$BUILDARCH [$TARGETVARIANT] $TARGETPLATFORM" > /plat
+STOPSIGNAL $SIG
+EXPOSE $PORT/udp
+WORKDIR $DIR/$A
+USER $WHO:$A
+LABEL multi="line one \
+line two" ref=$B
+`},
+		"heredocs": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+ENV NAME=world
+RUN <<EOF
+#!/bin/sh -e
+echo "shebang $NAME $0" > /shebang
+EOF
+RUN <<EOF
+echo "plain $NAME" > /plain
+echo second line >> /plain
+EOF
+RUN cat <<EOF > /redirect
+via cat $NAME
+EOF
+RUN <<-EOF
+	echo "tabs stripped" > /tabs
+	EOF
+RUN <<A sh && <<B sh
+echo a > /a
+A
+echo b > /b
+B
+COPY <<one <<two /multi/
+first
+one
+second
+two
+COPY --chmod=0755 <<EOF /script.sh
+#!/bin/sh
+echo "$NAME"
+EOF
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
