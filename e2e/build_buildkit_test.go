@@ -319,6 +319,16 @@ COPY --chmod=0755 <<EOF /script.sh
 echo "$NAME"
 EOF
 `},
+		"link-edge": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+RUN mkdir /target && ln -s /target /sym && mkdir -m 700 /private && echo old > /private/f
+COPY --link a.txt /sym/
+COPY --link a.txt /private/
+COPY --link --chown=5:5 d /private/d/
+COPY --link d /new/deep/
+WORKDIR /w
+COPY --link a.txt rel/
+`, "a.txt": "A", "d/x": "X"},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
