@@ -329,6 +329,22 @@ COPY --link d /new/deep/
 WORKDIR /w
 COPY --link a.txt rel/
 `, "a.txt": "A", "d/x": "X"},
+		"users": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE AS src
+RUN mkdir /out && echo s > /out/f
+FROM $BASE
+RUN echo "bob:x:2000:2000::/home/bob:/bin/sh" >> /etc/passwd && echo "bob:x:2000:" >> /etc/group && echo "team:x:3000:bob" >> /etc/group && mkdir -p /home/bob
+USER bob
+RUN id > /tmp/id-bob
+USER bob:team
+RUN id > /tmp/id-bob-team && touch /tmp/made-by-bob-team
+USER root
+COPY --from=src --chown=bob:team /out /home/bob/out
+COPY --chown=bob a.txt /home/bob/
+WORKDIR /home/bob/work
+USER 2000
+WORKDIR /as-2000
+`, "a.txt": "A"},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
