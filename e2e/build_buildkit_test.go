@@ -345,6 +345,10 @@ WORKDIR /home/bob/work
 USER 2000
 WORKDIR /as-2000
 `, "a.txt": "A"},
+		"custom-file": {"Dockerfile": "FROM scratch\nCOPY nothing-here /\n", "build.Dockerfile": `ARG BASE=bbase
+FROM $BASE
+COPY . /ctx/
+`, "build.Dockerfile.dockerignore": "*.secret\n", ".dockerignore": "*.txt\n", "a.txt": "A", "b.secret": "S"},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
@@ -389,6 +393,7 @@ echo plain > tars/p; gzip tars/p; rm -rf tars/src`,
 		"proxy-env": {"HTTP_PROXY=http://proxy.invalid:3128", "no_proxy=localhost"},
 	}
 	targets := map[string]string{"target": "picked"}
+	dockerfiles := map[string]string{"custom-file": "build.Dockerfile"}
 	secretFile := filepath.Join(t.TempDir(), "tok")
 	if err := os.WriteFile(secretFile, []byte("s3cr3t-file"), 0o600); err != nil {
 		t.Fatal(err)
@@ -441,6 +446,10 @@ ONBUILD ENV FROM_ONBUILD=yes
 			if tg := targets[name]; tg != "" {
 				sArgs = append(sArgs, "--target", tg)
 				bArgs = append(bArgs, "--opt", "target="+tg)
+			}
+			if f := dockerfiles[name]; f != "" {
+				sArgs = append(sArgs, "-f", filepath.Join(ctx, f))
+				bArgs = append(bArgs, "--opt", "filename="+f)
 			}
 			for _, a := range secrets[name] {
 				sArgs = append(sArgs, "--secret", a)
