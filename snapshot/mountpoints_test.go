@@ -18,7 +18,15 @@ func TestWithMountpoints(t *testing.T) {
 	}
 	mtime := time.Date(2001, 2, 3, 4, 5, 6, 7000, time.UTC)
 	mk := func(t *testing.T, root string, entries map[string]string) {
-		for p, kind := range entries {
+		// parents first: "etc" must be made (with its mode) before
+		// "etc/passwd" would make it
+		paths := make([]string, 0, len(entries))
+		for p := range entries {
+			paths = append(paths, p)
+		}
+		slices.Sort(paths)
+		for _, p := range paths {
+			kind := entries[p]
 			abs := filepath.Join(root, p)
 			if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
 				t.Fatal(err)
