@@ -560,12 +560,14 @@ func (st *stage) addArchive(plan *copyPlan, dest string, f srcFile) (bool, error
 	if err != nil {
 		return false, err
 	}
-	keep := plan.keepOwn
-	plan.keepOwn = true
-	defer func() { plan.keepOwn = keep }()
 	if err := plan.ensureDir(dest); err != nil {
 		return false, err
 	}
+	// As in BuildKit, what the archive holds keeps its owners and modes:
+	// --chown and --chmod are only for a destination ADD makes.
+	keep, chown, chmod := plan.keepOwn, plan.chown, plan.chmod
+	plan.keepOwn, plan.chown, plan.chmod = true, false, nil
+	defer func() { plan.keepOwn, plan.chown, plan.chmod = keep, chown, chmod }()
 	for _, sf := range files[1:] {
 		if err := plan.add(path.Join(dest, sf.rel), sf); err != nil {
 			return false, err

@@ -349,6 +349,18 @@ WORKDIR /as-2000
 FROM $BASE
 COPY . /ctx/
 `, "build.Dockerfile.dockerignore": "*.secret\n", ".dockerignore": "*.txt\n", "a.txt": "A", "b.secret": "S"},
+		"add-archives": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE AS src
+RUN mkdir -p /real/dir && echo r > /real/dir/f && ln -s /real/dir /link && ln -s dir /real/rel
+FROM $BASE
+ADD --chown=5:6 owned.tar /chowned/
+ADD --chmod=0600 owned.tar /chmodded/
+ADD not-a.tar /plain/
+ADD owned.tar.gz /gz-into-file
+COPY --from=src /link/f /through-abs-link
+COPY --from=src /real/rel/ /through-rel-link/
+COPY --from=src /link /link-as-source/
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
@@ -380,6 +392,9 @@ ONBUILD RUN echo child
 		"mounts-heredoc-ignore": "tar -cf arch.tar in",
 		"copy-edge":             "tar -czf arch.tar.gz d",
 		"dir-dest":              "mkdir -p d/in && echo x > d/x && chmod 700 d d/in && chown 5:5 d",
+		"add-archives": `mkdir -p t/sub && echo o > t/sub/f && chown -R 7:8 t && chmod 640 t/sub/f
+tar -C t -cf owned.tar . && tar -C t -czf owned.tar.gz sub && rm -rf t
+echo 'not a tar at all' > not-a.tar`,
 		"context-edge": `mkdir -p modes/sticky emptydir 'uni/ünï cödé' hl tars/src/sub
 chmod 1777 modes/sticky; echo s > modes/suid; chmod 4755 modes/suid
 echo p > modes/private; chmod 600 modes/private; mkdir modes/closed; chmod 700 modes/closed
