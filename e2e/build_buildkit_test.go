@@ -361,12 +361,31 @@ COPY --from=src /link/f /through-abs-link
 COPY --from=src /real/rel/ /through-rel-link/
 COPY --from=src /link /link-as-source/
 `},
+		"multi-source": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+COPY a b /nodir
+COPY a* /glob-nodir
+COPY d a /mixed
+`, "a": "A", "b": "B", "d/x": "X"},
+		"exec-forms": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+ENV V=value
+RUN ["sh", "-c", "echo \"$V $0\" > /exec-sh"]
+RUN ["/bin/sh", "-c", "echo '$V' > /single-quoted"]
+WORKDIR /wd
+RUN ["touch", "made-in-wd"]
+SHELL ["/bin/sh", "-e", "-c"]
+RUN echo "$V" > /shell-e
+ENTRYPOINT ["/bin/sh", "-c", "echo $V"]
+CMD ["ignored", "args"]
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
 ADD URL/dir/file.txt /named
 ADD --chmod=0755 URL/dir/file.txt /exec
 ADD URL/dir/ /indir/
+ADD --chown=5:6 URL/owned /owned-url
 `},
 		"whiteouts": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
