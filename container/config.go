@@ -31,9 +31,11 @@ type Options struct {
 	PidsLimit  int64    // 0: no limit
 	CPUs       float64  // 0: no limit
 	ReadOnly   bool     // --read-only: the root filesystem is mounted read-only
-	TTY        bool
-	Stdin      bool // -i: keep stdin open
-	AutoRemove bool // --rm
+	// NoNewPrivileges: --security-opt no-new-privileges
+	NoNewPrivileges bool
+	TTY             bool
+	Stdin           bool // -i: keep stdin open
+	AutoRemove      bool // --rm
 }
 
 // merge returns the image config with opts applied, and the process argv,

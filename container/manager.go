@@ -129,6 +129,7 @@ func (m *Manager) create(ctx context.Context, image string, opts Options, transi
 		Host: HostConfig{
 			Network: opts.Network, Binds: binds, Tmpfs: tmpfs, Memory: opts.Memory,
 			PidsLimit: opts.PidsLimit, CPUs: opts.CPUs, AutoRemove: opts.AutoRemove, ReadOnly: opts.ReadOnly,
+			NoNewPrivileges: opts.NoNewPrivileges,
 		},
 		Transient: transient,
 		State:     State{Status: Created},
@@ -334,21 +335,22 @@ func (m *Manager) start(ctx context.Context, c *Container, sio IO, pl *launch) (
 	ready(sio.Ready, nil)
 	<-pl.caught
 	spec := rootfs.Spec{
-		Rootfs:     mounts,
-		ReadOnly:   c.Host.ReadOnly,
-		Args:       append([]string{c.Path}, c.Args...),
-		Env:        c.Config.Env,
-		WorkingDir: c.Config.WorkingDir,
-		User:       c.Config.User,
-		Hostname:   c.Config.Hostname,
-		Network:    c.Host.Network,
-		Binds:      c.Host.Binds,
-		Tmpfs:      c.Host.Tmpfs,
-		TTY:        c.Config.Tty,
-		Signals:    pl.sigs,
-		Memory:     c.Host.Memory,
-		PidsLimit:  c.Host.PidsLimit,
-		CPUs:       c.Host.CPUs,
+		Rootfs:          mounts,
+		ReadOnly:        c.Host.ReadOnly,
+		Args:            append([]string{c.Path}, c.Args...),
+		Env:             c.Config.Env,
+		WorkingDir:      c.Config.WorkingDir,
+		User:            c.Config.User,
+		Hostname:        c.Config.Hostname,
+		Network:         c.Host.Network,
+		Binds:           c.Host.Binds,
+		Tmpfs:           c.Host.Tmpfs,
+		TTY:             c.Config.Tty,
+		Signals:         pl.sigs,
+		NoNewPrivileges: c.Host.NoNewPrivileges,
+		Memory:          c.Host.Memory,
+		PidsLimit:       c.Host.PidsLimit,
+		CPUs:            c.Host.CPUs,
 	}
 	// Typed nil *os.File would not read as "nil" through the interfaces.
 	if sio.Stdin != nil {

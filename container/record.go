@@ -68,6 +68,8 @@ type HostConfig struct {
 	CPUs       float64        `json:"cpus,omitempty"`
 	AutoRemove bool           `json:"autoRemove,omitempty"`
 	ReadOnly   bool           `json:"readOnly,omitempty"`
+	// NoNewPrivileges sets no_new_privs on the process.
+	NoNewPrivileges bool `json:"noNewPrivileges,omitempty"`
 }
 
 // State is where the container is in its life.

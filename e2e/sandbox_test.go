@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -173,7 +174,10 @@ func TestSandboxIsolation(t *testing.T) {
 		{"hostname", `hostname; cat /etc/hostname; echo $HOSTNAME`, "box1\nbox1\nbox1\n", []string{"-hostname", "box1"}},
 		{"net none", `tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; cat /sys/class/net/lo/operstate`, "lo\nunknown\n", nil},
 		{"caps root", `grep ^Cap /proc/self/status`, "CapInh:\t0000000000000000\nCapPrm:\t00000000a80425fb\nCapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nCapAmb:\t0000000000000000\n", nil},
-		{"caps user", `grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status`, "CapEff:\t0000000000000000\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t1\n", []string{"-u", "app"}},
+		// no_new_privs is off by default, as in docker and BuildKit (an
+		// image's sudo works for its users); a container can ask for it
+		{"caps user", `grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status`, "CapEff:\t0000000000000000\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t0\n", []string{"-u", "app"}},
+		{"no new privs", `grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status`, "NoNewPrivs:\t1\nSeccomp:\t2\n", []string{"-u", "app", "-no-new-privs"}},
 		{"kcore", `head -c 1 /proc/kcore 2>/dev/null | wc -c; stat -c '%F %t:%T' /proc/keys /proc/timer_list; ls -A /proc/acpi | wc -l; ls -A /sys/firmware | wc -l`, "0\ncharacter special file 1:3\ncharacter special file 1:3\n0\n0\n", nil},
 		{"readonly proc", `for f in /proc/sys/kernel/hostname /proc/sys/kernel/domainname; do echo x 2>/dev/null > $f && echo writable $f; done; grep -E ' /proc/(sys|bus|fs|irq) ' /proc/self/mountinfo | cut -d' ' -f5,6 | cut -d, -f1`, "/proc/bus ro\n/proc/fs ro\n/proc/irq ro\n/proc/sys ro\n", nil},
 		{"readonly sys", `touch /sys/kernel/x 2>&1 | grep -c Read-only; cut -d' ' -f5,6 /proc/self/mountinfo | grep '^/sys ' | cut -d' ' -f2 | cut -d, -f1`, "1\nro\n", nil},
@@ -209,7 +213,8 @@ func TestSandboxIsolation(t *testing.T) {
 }
 
 // TestSandboxHostNetwork: --network host shares the host's interfaces and
-// shows the host's /sys read-only.
+// shows the host's /sys read-only, with everything mounted below it (the
+// host's cgroup hierarchies were left writable once).
 func TestSandboxHostNetwork(t *testing.T) {
 	root := sbRoot(t)
 	host, err := os.ReadFile("/proc/net/dev")
@@ -225,6 +230,22 @@ func TestSandboxHostNetwork(t *testing.T) {
 	got := sbOK(t, root, []string{"-network", "host"}, `tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; touch /sys/x 2>/dev/null || echo ro`)
 	if got != strings.Join(want, "\n")+"\nro\n" {
 		t.Errorf("got %q, want interfaces %q and ro", got, want)
+	}
+	hostSys := 0
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(mi), "\n") {
+			if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], "/sys/") {
+				hostSys++
+			}
+		}
+	}
+	if hostSys == 0 {
+		t.Fatal("nothing is mounted below the host's /sys: the test shows nothing")
+	}
+	got = sbOK(t, root, []string{"-network", "host"}, `awk '$5 ~ "^/sys/" { n++; if ($6 !~ /^ro(,|$)/) print "writable", $5 } END { print n+0 }' /proc/self/mountinfo`)
+	// the host's mounts, and the masks (/sys/firmware...) on top of them
+	if n, err := strconv.Atoi(strings.TrimSpace(got)); err != nil || n < hostSys {
+		t.Errorf("mounts below /sys: got %q, want the host's %d or more, all read-only", got, hostSys)
 	}
 }
 

@@ -52,9 +52,10 @@ func lastCap() (uintptr, error) {
 
 // dropCaps limits the calling thread (and so every process it forks) to
 // caps: the bounding set loses the others, permitted and effective become
-// caps, inheritable and ambient become empty, and no_new_privs is set.
+// caps, inheritable and ambient become empty; with noNewPrivs, no_new_privs
+// is set.
 // Capabilities are per thread: the caller must hold runtime.LockOSThread.
-func dropCaps(caps []uintptr) error {
+func dropCaps(caps []uintptr, noNewPrivs bool) error {
 	last, err := lastCap()
 	if err != nil {
 		return fmt.Errorf("reading the capability count: %w", err)
@@ -71,8 +72,10 @@ func dropCaps(caps []uintptr) error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
 		return fmt.Errorf("clearing ambient capabilities: %w", err)
 	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("setting no_new_privs: %w", err)
+	if noNewPrivs {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("setting no_new_privs: %w", err)
+		}
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	data := [2]unix.CapUserData{

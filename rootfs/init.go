@@ -48,6 +48,7 @@ type initConfig struct {
 	Binds      []Bind  `json:",omitempty"`
 	Tmpfs      []Tmpfs `json:",omitempty"`
 	TTY        bool    `json:",omitempty"`
+	NoNewPrivs bool    `json:",omitempty"`
 	// Cgroups are the sandbox's cgroup directories, shown read-only under
 	// /sys/fs/cgroup.
 	Cgroups []cgroupView `json:",omitempty"`
@@ -152,10 +153,13 @@ func initMain() (int, error) {
 	if err != nil {
 		return code, err
 	}
-	if err := dropCaps(DefaultCaps); err != nil {
+	// The filter goes on while init still has CAP_SYS_ADMIN, which lets it
+	// without no_new_privs (as runc does); what init does after it (drop
+	// capabilities, fork, wait) the filter allows.
+	if err := installSeccomp(); err != nil {
 		return ExitSetup, fmt.Errorf("sandbox: %w", err)
 	}
-	if err := installSeccomp(); err != nil {
+	if err := dropCaps(DefaultCaps, cfg.NoNewPrivs); err != nil {
 		return ExitSetup, fmt.Errorf("sandbox: %w", err)
 	}
 	tr("caps dropped")

@@ -67,6 +67,7 @@ func newInitConfig(spec *Spec) (*initConfig, error) {
 		Binds:      spec.Binds,
 		Tmpfs:      spec.Tmpfs,
 		TTY:        spec.TTY,
+		NoNewPrivs: spec.NoNewPrivileges,
 	}
 	if len(spec.Args) == 0 || spec.Args[0] == "" {
 		return nil, errors.New("no command specified")

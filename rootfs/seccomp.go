@@ -152,7 +152,7 @@ func seccompFilter(tables []syscallTable) ([]unix.SockFilter, error) {
 }
 
 // installSeccomp installs the filter on the calling thread (inherited by
-// the processes it forks). It needs no_new_privs (dropCaps sets it) and a
+// the processes it forks). It needs CAP_SYS_ADMIN or no_new_privs, and a
 // locked OS thread.
 func installSeccomp() error {
 	if !seccompSupported {

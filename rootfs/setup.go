@@ -1,11 +1,14 @@
 package rootfs
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -249,7 +252,10 @@ func mountDev(dev string) error {
 }
 
 // mountSys mounts a read-only /sys on sys: a new sysfs in a new network
-// namespace, else (sysfs shows the namespace that mounts it) the host's.
+// namespace, else (sysfs shows the namespace that mounts it) the host's,
+// with every file system mounted below it (cgroups, securityfs, bpf...)
+// read-only too: remounting only the top would leave the host's cgroup
+// hierarchies writable to a --network host container or a build's RUN.
 func mountSys(sys string, newNet bool) error {
 	if newNet {
 		if err := unix.Mount("sysfs", sys, "sysfs", msNoSUIDDevExec|unix.MS_RDONLY, ""); err != nil {
@@ -260,10 +266,67 @@ func mountSys(sys string, newNet bool) error {
 	if err := unix.Mount("/sys", sys, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("binding /sys: %w", err)
 	}
-	if err := unix.Mount("", sys, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|msNoSUIDDevExec, ""); err != nil {
-		return fmt.Errorf("remounting /sys read-only: %w", err)
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC}
+	err := unix.MountSetattr(unix.AT_FDCWD, sys, unix.AT_RECURSIVE, &attr)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.ENOSYS) {
+		return fmt.Errorf("making /sys read-only: %w", err)
+	}
+	// before Linux 5.12: each mount on its own, top first
+	mps, err := mountsUnder(sys)
+	if err != nil {
+		return err
+	}
+	for _, mp := range mps {
+		if err := unix.Mount("", mp, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|msNoSUIDDevExec, ""); err != nil {
+			return fmt.Errorf("remounting %s read-only: %w", strings.TrimPrefix(mp, sys), err)
+		}
 	}
 	return nil
+}
+
+// mountsUnder lists dir and the mount points below it (mountinfo order:
+// parents before children).
+func mountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out, sc.Err()
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // mkdirMountpoint makes sure dir (in the container's root, whose own

@@ -98,6 +98,13 @@ type Spec struct {
 	Binds []Bind
 	Tmpfs []Tmpfs
 
+	// NoNewPrivileges sets no_new_privs on the process (docker
+	// --security-opt no-new-privileges): setuid and file capabilities no
+	// longer raise privileges. Off by default, as in docker and BuildKit:
+	// an image's sudo or su works for its non-root users. Capabilities are
+	// bounded and the seccomp filter applies either way.
+	NoNewPrivileges bool
+
 	// TTY runs the process on a new pseudo-terminal (docker -t), allocated in
 	// the container's own devpts (/dev/pts/0, also /dev/console): its stdin,
 	// stdout and stderr are the terminal, it is a session leader with the

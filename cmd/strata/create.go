@@ -14,9 +14,10 @@ func init() { register(newCreateCmd) }
 
 // containerFlags are the flags `strata create` and `strata run` share.
 type containerFlags struct {
-	opts       container.Options
-	entrypoint string
-	memory     string
+	opts         container.Options
+	entrypoint   string
+	memory       string
+	securityOpts []string
 }
 
 func (f *containerFlags) add(fs *pflag.FlagSet) {
@@ -37,6 +38,7 @@ func (f *containerFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.opts.Stdin, "interactive", "i", false, "keep stdin open")
 	fs.BoolVarP(&f.opts.TTY, "tty", "t", false, "allocate a terminal")
 	fs.BoolVar(&f.opts.ReadOnly, "read-only", false, "mount the container's root filesystem read-only")
+	fs.StringArrayVar(&f.securityOpts, "security-opt", nil, "security option: no-new-privileges (setuid no longer raises privileges)")
 	fs.BoolVar(&f.opts.AutoRemove, "rm", false, "remove the container when it exits")
 }
 
@@ -46,6 +48,16 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (string, con
 	o.Cmd = args[1:]
 	if cmd.Flags().Changed("entrypoint") {
 		o.Entrypoint = []string{f.entrypoint}
+	}
+	for _, so := range f.securityOpts {
+		switch so {
+		case "no-new-privileges", "no-new-privileges:true", "no-new-privileges=true":
+			o.NoNewPrivileges = true
+		case "no-new-privileges:false", "no-new-privileges=false":
+			o.NoNewPrivileges = false
+		default:
+			return "", o, fmt.Errorf("invalid --security-opt %q: strata knows no-new-privileges", so)
+		}
 	}
 	if f.memory != "" {
 		n, err := units.RAMInBytes(f.memory)

@@ -34,6 +34,7 @@ func main() {
 	flag.StringVar(&spec.Network, "network", "", "none or host")
 	flag.BoolVar(&spec.TTY, "t", false, "allocate a terminal")
 	flag.BoolVar(&spec.ReadOnly, "read-only", false, "read-only root")
+	flag.BoolVar(&spec.NoNewPrivileges, "no-new-privs", false, "set no_new_privs")
 	flag.Int64Var(&spec.Memory, "memory", 0, "memory limit in bytes")
 	flag.Int64Var(&spec.PidsLimit, "pids-limit", 0, "pids limit")
 	flag.Float64Var(&spec.CPUs, "cpus", 0, "CPUs")
