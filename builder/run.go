@@ -191,6 +191,10 @@ func randomKey() string {
 	return "build-" + hex.EncodeToString(r[:])
 }
 
+// runHosts is a RUN's /etc/hosts, BuildKit's: its host name resolves
+// (sudo, hostname -f and JVMs look it up), whatever the network.
+const runHosts = "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
 // runEnv is a RUN's environment: the stage's (ENV and the build args in
 // scope) and, as in BuildKit and docker, the proxy build args given with
 // --build-arg (HTTP_PROXY...) even where no ARG declares them. Those are
@@ -224,6 +228,7 @@ func (st *stage) execRun(ctx context.Context, v *vertex, args []string, script *
 		WorkingDir: cfg.WorkingDir,
 		User:       cfg.User,
 		Hostname:   "buildkitsandbox",
+		Hosts:      []byte(runHosts),
 		Network:    network,
 		Stdout:     v,
 		Stderr:     v,

@@ -381,7 +381,7 @@ CMD ["ignored", "args"]
 `},
 		"sandbox": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
-RUN grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status > /status && id > /id && umask > /umask && hostname > /hostname
+RUN grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status > /status && id > /id && umask > /umask && hostname > /hostname && cat /etc/hosts > /hosts
 RUN awk '$5 ~ "^/sys/" && $5 != "/sys/fs/cgroup" && $6 !~ /^ro(,|$)/ { print "writable", $5 }' /proc/self/mountinfo > /sys-writable
 RUN (ls -ld /dev/shm /dev/mqueue /dev/pts; ls /dev | grep -v otel-grpc) | awk '{print $1, $NF}' > /dev-listing
 USER app
