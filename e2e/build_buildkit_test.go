@@ -387,6 +387,24 @@ RUN (ls -ld /dev/shm /dev/mqueue /dev/pts; ls /dev | grep -v otel-grpc) | awk '{
 USER app
 RUN grep -E '^(CapEff|NoNewPrivs):' /proc/self/status > /tmp/status-user && id > /tmp/id-user
 `},
+		"inheritance": {"Dockerfile": `ARG BASE=bbase
+ARG TAG_SUFFIX=-x
+FROM $BASE AS parent
+CMD ["parent-cmd"]
+HEALTHCHECK --interval=7s CMD true
+ONBUILD RUN echo "trigger ran" > /onbuild-in-stage
+ONBUILD ENV FROM_TRIGGER=1
+LABEL parent=yes
+EXPOSE 1111
+VOLUME /pvol
+FROM parent AS child
+ENTRYPOINT ["/bin/echo"]
+HEALTHCHECK NONE
+LABEL child=yes
+FROM child AS grandchild
+CMD ["own"]
+STOPSIGNAL SIGQUIT
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
