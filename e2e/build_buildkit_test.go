@@ -405,6 +405,12 @@ FROM child AS grandchild
 CMD ["own"]
 STOPSIGNAL SIGQUIT
 `},
+		"ignore-edge": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+COPY . /ctx/
+`, ".dockerignore": "**/node_modules\n*/temp*\ntemp?\nbuild\n!build/keep.txt\nDockerfile\n.dockerignore\n# comment\n  spaced.txt  \n/abs/*.log\n",
+			"a/node_modules/x": "x", "node_modules/y": "y", "a/tempfile": "t", "a/b/tempfile": "t2", "temp1": "1", "temp12": "12",
+			"build/out.o": "o", "build/keep.txt": "k", "spaced.txt": "s", "abs/x.log": "l", "abs/sub/y.log": "l2", "keep.txt": "kk"},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
