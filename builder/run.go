@@ -606,10 +606,13 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 		os.Chown(p, uid, gid)
 		return runMount{bind: &rootfs.Bind{Source: p, Target: target, ReadOnly: true}, env: envVar}, nil
 	case instructions.MountTypeBind:
-		var root string
 		src := strings.TrimPrefix(path.Clean("/"+m.Source), "/")
+		var p string
 		if m.From == "" {
-			root = b.bctx.root
+			var err error
+			if p, err = st.contextBindSource(src); err != nil {
+				return runMount{}, err
+			}
 		} else {
 			cs, err := st.copySource(ctx, m.From)
 			if err != nil {
@@ -618,14 +621,12 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 			if err := cs.materialize(b, []string{src}); err != nil {
 				return runMount{}, err
 			}
-			root = cs.root
-		}
-		p, err := securejoin.SecureJoin(root, src)
-		if err != nil {
-			return runMount{}, err
-		}
-		if _, err := os.Stat(p); err != nil {
-			return runMount{}, fmt.Errorf("--mount=type=bind,source=%s: %w", m.Source, err)
+			if p, err = securejoin.SecureJoin(cs.root, src); err != nil {
+				return runMount{}, err
+			}
+			if _, err := os.Stat(p); err != nil {
+				return runMount{}, fmt.Errorf("--mount=type=bind,source=%s: %w", m.Source, err)
+			}
 		}
 		if !m.ReadOnly {
 			// writes to a rw bind are discarded: give the container a copy

@@ -411,6 +411,11 @@ COPY . /ctx/
 `, ".dockerignore": "**/node_modules\n*/temp*\ntemp?\nbuild\n!build/keep.txt\nDockerfile\n.dockerignore\n# comment\n  spaced.txt  \n/abs/*.log\n",
 			"a/node_modules/x": "x", "node_modules/y": "y", "a/tempfile": "t", "a/b/tempfile": "t2", "temp1": "1", "temp12": "12",
 			"build/out.o": "o", "build/keep.txt": "k", "spaced.txt": "s", "abs/x.log": "l", "abs/sub/y.log": "l2", "keep.txt": "kk"},
+		"bind-ignore": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+RUN --mount=type=bind,target=/c find /c | sort > /listing
+RUN --mount=type=bind,source=sub,target=/s find /s | sort > /sub-listing
+`, ".dockerignore": "*.secret\nsub/skip\n", "a.txt": "A", "b.secret": "S", "sub/keep": "K", "sub/skip": "X"},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/

@@ -1,0 +1,148 @@
+package builder
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// contextBindSource is what RUN --mount=type=bind (without from=) shows at
+// its target: the context's source path as BuildKit shows it, without what
+// .dockerignore leaves out. BuildKit never receives those files (a .env or
+// a key kept out of the build); binding the context directory itself showed
+// them. When nothing below the source is left out the directory is bound as
+// it is; otherwise a view of hard links (copies across file systems) is
+// made, which the read-only bind keeps from being written through.
+func (st *stage) contextBindSource(src string) (string, error) {
+	b := st.b
+	p, files, err := b.bctx.bindFiles(src)
+	if err != nil || files == nil {
+		return p, err
+	}
+	dir, err := b.tempDir("bind-view-")
+	if err != nil {
+		return "", err
+	}
+	view := filepath.Join(dir, "src")
+	if err := writeView(view, files); err != nil {
+		return "", fmt.Errorf("--mount=type=bind,source=%s: %w", src, err)
+	}
+	return view, nil
+}
+
+// bindFiles returns the host path of the context's source src and, when
+// .dockerignore leaves out something below it, the files to show instead
+// (nil when the path can be bound as it is). An ignored source itself does
+// not exist.
+func (c *buildContext) bindFiles(src string) (string, []srcFile, error) {
+	files, err := walkSource(c.root, src, c.ignore, nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("--mount=type=bind,source=/%s: %w", src, err)
+	}
+	p := files[0].abs
+	if c.ignore == nil || !files[0].fi.IsDir() {
+		return p, nil, nil
+	}
+	all, err := walkSource(c.root, src, nil, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(all) == len(files) {
+		return p, nil, nil
+	}
+	return p, files, nil
+}
+
+// writeView recreates files (parents first, as walkSource lists them) under
+// dst: directories with their mode, owner and times, regular files as hard
+// links (copied when the context is on another file system), symlinks.
+// Other special files are left out.
+func writeView(dst string, files []srcFile) error {
+	var dirs []srcFile
+	for _, f := range files {
+		p := filepath.Join(dst, filepath.FromSlash(f.rel))
+		m := f.fi.Mode()
+		st, _ := f.fi.Sys().(*syscall.Stat_t)
+		switch {
+		case m.IsDir():
+			if err := os.Mkdir(p, 0o700); err != nil {
+				return err
+			}
+			dirs = append(dirs, f)
+			continue
+		case m.IsRegular():
+			if err := os.Link(f.abs, p); err != nil {
+				if !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.EPERM) {
+					return err
+				}
+				if err := copyRegular(f.abs, p, m.Perm()); err != nil {
+					return err
+				}
+			} else {
+				continue // the same inode: owner, mode and times included
+			}
+		case m&os.ModeSymlink != 0:
+			if err := os.Symlink(f.link, p); err != nil {
+				return err
+			}
+		default:
+			continue
+		}
+		if st != nil {
+			if err := os.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
+				return err
+			}
+		}
+		if m&os.ModeSymlink == 0 {
+			if err := os.Chmod(p, m&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky)); err != nil {
+				return err
+			}
+		}
+		if err := setTimes(p, f.fi); err != nil {
+			return err
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- { // children before parents: times last
+		f := dirs[i]
+		p := filepath.Join(dst, filepath.FromSlash(f.rel))
+		if st, ok := f.fi.Sys().(*syscall.Stat_t); ok {
+			if err := os.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
+				return err
+			}
+		}
+		if err := os.Chmod(p, f.fi.Mode()&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky)); err != nil {
+			return err
+		}
+		if err := setTimes(p, f.fi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setTimes(p string, fi os.FileInfo) error {
+	ts := unix.NsecToTimespec(fi.ModTime().UnixNano())
+	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+func copyRegular(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
