@@ -416,6 +416,12 @@ FROM $BASE
 RUN --mount=type=bind,target=/c find /c | sort > /listing
 RUN --mount=type=bind,source=sub,target=/s find /s | sort > /sub-listing
 `, ".dockerignore": "*.secret\nsub/skip\n", "a.txt": "A", "b.secret": "S", "sub/keep": "K", "sub/skip": "X"},
+		"add-git": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+ADD GITURL/repo.git#v1 /src
+ADD GITURL/repo.git#main:sub /sub
+ADD GITURL/repo.git /default-branch/
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
@@ -478,6 +484,20 @@ echo plain > tars/p; gzip tars/p; rm -rf tars/src`,
 	}))
 	defer srv.Close()
 
+	// a git repository over smart HTTP, for ADD (the case skips without git)
+	var gitURL string
+	if _, err := exec.LookPath("git"); err == nil {
+		if _, err := os.Stat("/usr/lib/git-core/git-http-backend"); err == nil {
+			gitRoot := t.TempDir()
+			gitWork := filepath.Join(gitRoot, "work")
+			os.MkdirAll(gitWork, 0o755)
+			gitRepo(t, gitWork, "git init -q -b main .", "echo A > a.txt", "mkdir sub && printf '#!/bin/sh\\n' > sub/run.sh && chmod 755 sub/run.sh",
+				"ln -s a.txt link && mkdir empty-in-git-is-absent", "git add -A && git commit -q -m one && git tag -a v1 -m v1",
+				"echo B > b.txt && git add -A && git commit -q -m two", "git clone -q --bare . "+filepath.Join(gitRoot, "repo.git"))
+			gitURL = "http://" + gitServer(t, gitRoot)
+		}
+	}
+
 	// a parent image with ONBUILD triggers, built and pushed by strata, for
 	// both to build a child of
 	parent := bldContext(t, map[string]string{"Dockerfile": `FROM bbase
@@ -494,6 +514,9 @@ ONBUILD ENV FROM_ONBUILD=yes
 	sort.Strings(names)
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
+			if name == "add-git" && gitURL == "" {
+				t.Skip("no git or git-http-backend")
+			}
 			e := &env{t: t, Root: e.Root}
 			ctx := bldContext(t, cases[name])
 			// context files are old, so that the times COPY keeps can be
@@ -530,6 +553,7 @@ ONBUILD ENV FROM_ONBUILD=yes
 			df := filepath.Join(ctx, "Dockerfile")
 			b, _ := os.ReadFile(df)
 			b = []byte(strings.ReplaceAll(string(b), "REGISTRY/", reg+"/"))
+			b = []byte(strings.ReplaceAll(string(b), "GITURL/", gitURL+"/"))
 			os.WriteFile(df, []byte(strings.ReplaceAll(string(b), "URL/", srv.URL+"/")), 0o644)
 			sTree, sCfg := bldBuild(t, e, ctx, "cmp-"+name, sArgs...)
 			dt := filepath.Join(t.TempDir(), "bk.tar")
