@@ -2,7 +2,7 @@
 # Installs what strata's demo and tests need on a fresh Debian machine (as root).
 # Idempotent: a second run installs nothing. Go must already be on the machine.
 set -eu
-pkgs=(busybox-static docker-registry debootstrap skopeo umoci apache2-utils iproute2 tar gzip zstd xz-utils openssl bzip2 tmux openssh-client curl runc)
+pkgs=(busybox-static docker-registry debootstrap skopeo umoci apache2-utils iproute2 tar gzip zstd xz-utils openssl bzip2 tmux openssh-client curl runc git)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
