@@ -422,6 +422,12 @@ ADD GITURL/repo.git#v1 /src
 ADD GITURL/repo.git#main:sub /sub
 ADD GITURL/repo.git /default-branch/
 `},
+		"cli-labels": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE AS first
+LABEL from.file=1 overridden=file
+FROM first
+LABEL second=2
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
@@ -471,6 +477,7 @@ echo plain > tars/p; gzip tars/p; rm -rf tars/src`,
 	}
 	targets := map[string]string{"target": "picked"}
 	dockerfiles := map[string]string{"custom-file": "build.Dockerfile"}
+	labels := map[string][]string{"cli-labels": {"overridden=cli", "cli.only=yes"}}
 	secretFile := filepath.Join(t.TempDir(), "tok")
 	if err := os.WriteFile(secretFile, []byte("s3cr3t-file"), 0o600); err != nil {
 		t.Fatal(err)
@@ -544,6 +551,10 @@ ONBUILD ENV FROM_ONBUILD=yes
 			if f := dockerfiles[name]; f != "" {
 				sArgs = append(sArgs, "-f", filepath.Join(ctx, f))
 				bArgs = append(bArgs, "--opt", "filename="+f)
+			}
+			for _, l := range labels[name] {
+				sArgs = append(sArgs, "--label", l)
+				bArgs = append(bArgs, "--opt", "label:"+l)
 			}
 			for _, a := range secrets[name] {
 				sArgs = append(sArgs, "--secret", a)
