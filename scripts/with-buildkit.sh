@@ -54,7 +54,9 @@ STRATA_ROOT=$w/strata "$bin" push -q bbase "127.0.0.1:$port/bbase:latest" >/dev/
 rm -rf "$w/strata"
 
 printf '[registry."127.0.0.1:%s"]\n  http = true\n' "$port" > "$w/buildkitd.toml"
-buildkitd --addr "unix://$w/buildkitd.sock" --root "$w/buildkitd" --config "$w/buildkitd.toml" >"$w/buildkitd.log" 2>&1 &
+# its temp mount points (buildkit-mount*) stay in $w, not in /tmp
+mkdir -p "$w/tmp"
+TMPDIR=$w/tmp buildkitd --addr "unix://$w/buildkitd.sock" --root "$w/buildkitd" --config "$w/buildkitd.toml" >"$w/buildkitd.log" 2>&1 &
 pids+=($!)
 ok=
 for _ in $(seq 100); do
