@@ -360,7 +360,8 @@ func (v *fsView) readFile(p string) ([]byte, error) {
 
 // lookupUser resolves a --chown spec (NAME, UID, NAME:GROUP, UID:GID) as
 // BuildKit does: a numeric user is uid=gid=N; a name takes uid and gid from
-// the image's /etc/passwd; a group (name or number) replaces the gid.
+// the image's /etc/passwd; a group (name or number) replaces the gid; an
+// empty user or group is 0.
 func (v *fsView) lookupUser(spec string) (uid, gid int, err error) {
 	user, group, hasGroup := strings.Cut(spec, ":")
 	num := func(s string) (int, bool) {
@@ -370,7 +371,9 @@ func (v *fsView) lookupUser(spec string) (uid, gid int, err error) {
 		n, err := strconv.ParseInt(s, 10, 32)
 		return int(n), err == nil && n >= 0
 	}
-	if n, ok := num(user); ok {
+	if user == "" { // ":GID", as BuildKit: root
+		uid, gid = 0, 0
+	} else if n, ok := num(user); ok {
 		uid, gid = n, n
 	} else {
 		passwd, _ := v.readFile("/etc/passwd")
@@ -389,6 +392,9 @@ func (v *fsView) lookupUser(spec string) (uid, gid int, err error) {
 		}
 	}
 	if hasGroup {
+		if group == "" { // "USER:", as BuildKit: group 0
+			return uid, 0, nil
+		}
 		if n, ok := num(group); ok {
 			return uid, n, nil
 		}

@@ -428,6 +428,21 @@ LABEL from.file=1 overridden=file
 FROM first
 LABEL second=2
 `},
+		"dest-paths": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+RUN mkdir -p /target/sub && ln -s /target /sym && ln -s target /relsym && mkdir -p /cached && echo image > /cached/f
+WORKDIR /sym/sub
+RUN pwd > /wd-pwd
+WORKDIR /
+COPY --chown=1234 a.txt /sym/sub/uid-only
+COPY --chown=app a.txt /relsym/name-only
+COPY --chown=:5 a.txt /group-only
+COPY --chown=app: a.txt /empty-group
+COPY a.txt /relsym/sub/deeper/
+RUN --mount=type=cache,target=/cached ls /cached > /cache-hides
+USER 4321
+WORKDIR /made-by-unknown-uid
+`, "a.txt": "A"},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
