@@ -173,7 +173,7 @@ func TestViewWhiteoutsAndSymlinks(t *testing.T) {
 		spec     string
 		uid, gid int
 		err      bool
-	}{{"web", 33, 44, false}, {"7", 7, 7, false}, {"web:staff", 33, 50, false}, {"7:9", 7, 9, false}, {"root", 0, 0, false}, {"nobody", 0, 0, true}, {"web:nogroup", 0, 0, true}} {
+	}{{"web", 33, 44, false}, {"7", 7, 7, false}, {"web:staff", 33, 50, false}, {"7:9", 7, 9, false}, {"root", 0, 0, false}, {":50", 0, 50, false}, {"web:", 33, 0, false}, {"nobody", 0, 0, true}, {"web:nogroup", 0, 0, true}} {
 		uid, gid, err := v.lookupUser(c.spec)
 		if (err != nil) != c.err || (!c.err && (uid != c.uid || gid != c.gid)) {
 			t.Errorf("lookupUser(%q) = %d:%d %v", c.spec, uid, gid, err)
