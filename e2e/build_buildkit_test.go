@@ -443,6 +443,19 @@ RUN --mount=type=cache,target=/cached ls /cached > /cache-hides
 USER 4321
 WORKDIR /made-by-unknown-uid
 `, "a.txt": "A"},
+		"values": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE
+ARG QUOTED="a-b"
+ARG SINGLE='$NOT'
+ENV EMPTY= ALSO_EMPTY="" Q=$QUOTED S=$SINGLE
+ENV LEGACY_EMPTY ""
+LABEL empty= "with spaces"="x y" unicode="héllo ✓"
+VOLUME ["/a", "/b"]
+VOLUME /c /d
+CMD ["say \"hi\"", "ünï", "$HOME"]
+ENTRYPOINT ["/bin/sh", "-c", "echo $0 \"$@\"", "$NOT_EXPANDED"]
+RUN echo "[$EMPTY][$ALSO_EMPTY][$Q][$S][$LEGACY_EMPTY]" > /values
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
