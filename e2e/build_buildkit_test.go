@@ -456,6 +456,20 @@ CMD ["say \"hi\"", "ünï", "$HOME"]
 ENTRYPOINT ["/bin/sh", "-c", "echo $0 \"$@\"", "$NOT_EXPANDED"]
 RUN echo "[$EMPTY][$ALSO_EMPTY][$Q][$S][$LEGACY_EMPTY]" > /values
 `},
+		"stage-paths": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE AS src
+WORKDIR /deep/wd
+RUN echo w > here && mkdir -p /rootrel && echo r > /rootrel/f
+USER app
+FROM $BASE AS gone
+WORKDIR /vanishing
+RUN rmdir /vanishing
+FROM gone
+RUN pwd > /tmp/pwd-recreated && ls -ld /vanishing | awk '{print $1, $3}' > /tmp/vanishing
+COPY --from=src rootrel/f /from-rel
+COPY --from=src /deep/wd/here /from-wd
+COPY --from=src deep /whole-deep
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
