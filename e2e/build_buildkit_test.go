@@ -470,6 +470,16 @@ COPY --from=src rootrel/f /from-rel
 COPY --from=src /deep/wd/here /from-wd
 COPY --from=src deep /whole-deep
 `},
+		"mount-options": {"Dockerfile": `ARG BASE=bbase
+FROM $BASE AS stage
+RUN mkdir /data && echo orig > /data/f
+FROM $BASE
+WORKDIR /wd
+RUN --mount=type=secret,id=tok,target=rel/secret,uid=1000,gid=5,mode=0440 stat -c '%n %a %u:%g' /wd/rel/secret > /secret-stat && cat /wd/rel/secret | wc -c >> /secret-stat
+RUN --mount=type=bind,from=stage,source=/data,target=/d,rw echo changed > /d/f && cat /d/f > /rw-stage
+RUN --mount=type=bind,from=stage,source=/data,target=/d cat /d/f > /ro-stage-after
+RUN --mount=type=cache,target=relcache echo x > relcache/y && ls -d /wd/relcache > /relcache
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
@@ -525,7 +535,7 @@ echo plain > tars/p; gzip tars/p; rm -rf tars/src`,
 		t.Fatal(err)
 	}
 	t.Setenv("E2E_SECRET_TOK", "s3cr3t-env")
-	secrets := map[string][]string{"secrets": {"id=tok,src=" + secretFile, "id=envtok,env=E2E_SECRET_TOK"}}
+	secrets := map[string][]string{"secrets": {"id=tok,src=" + secretFile, "id=envtok,env=E2E_SECRET_TOK"}, "mount-options": {"id=tok,src=" + secretFile}}
 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Last-Modified", "Sun, 26 Jan 2020 00:53:20 GMT")
