@@ -480,6 +480,12 @@ RUN --mount=type=bind,from=stage,source=/data,target=/d,rw echo changed > /d/f &
 RUN --mount=type=bind,from=stage,source=/data,target=/d cat /d/f > /ro-stage-after
 RUN --mount=type=cache,target=relcache echo x > relcache/y && ls -d /wd/relcache > /relcache
 `},
+		"scratch-rootfs": {"Dockerfile": `FROM scratch
+ADD rootfs.tar.gz /
+CMD ["/bin/sh"]
+FROM scratch AS copied
+COPY --from=0 / /
+`},
 		"add-url": {"Dockerfile": `ARG BASE=bbase
 FROM $BASE
 ADD URL/dir/file.txt /fetched/
@@ -512,6 +518,8 @@ ONBUILD RUN echo child
 		"mounts-heredoc-ignore": "tar -cf arch.tar in",
 		"copy-edge":             "tar -czf arch.tar.gz d",
 		"dir-dest":              "mkdir -p d/in && echo x > d/x && chmod 700 d d/in && chown 5:5 d",
+		"scratch-rootfs": `mkdir -p r/bin r/etc r/tmp && chmod 700 r && chmod 1777 r/tmp && cp "$(command -v busybox)" r/bin/busybox && ln -s busybox r/bin/sh
+echo 'root:x:0:0::/root:/bin/sh' > r/etc/passwd && tar -C r --numeric-owner -czf rootfs.tar.gz . && rm -rf r`,
 		"add-archives": `mkdir -p t/sub && echo o > t/sub/f && chown -R 7:8 t && chmod 640 t/sub/f
 tar -C t -cf owned.tar . && tar -C t -czf owned.tar.gz sub && rm -rf t
 echo 'not a tar at all' > not-a.tar`,
