@@ -200,7 +200,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 	}
 	if strings.HasPrefix(base, whiteoutPrefix) {
-		return u.whiteout(dir, base)
+		return u.whiteout(dir, base, hdr)
 	}
 	pd, err := u.parent(dir, true)
 	if err != nil {
@@ -423,7 +423,7 @@ func (u *unpacker) hardlink(pfd int, base, linkname string) error {
 	return nil
 }
 
-func (u *unpacker) whiteout(dir, base string) error {
+func (u *unpacker) whiteout(dir, base string, hdr *tar.Header) error {
 	if base != opaqueWhiteout && strings.HasPrefix(base, whiteoutPrefix+whiteoutPrefix) {
 		return nil // aufs metadata (.wh..wh.plnk and the like): not content
 	}
@@ -456,7 +456,12 @@ func (u *unpacker) whiteout(dir, base string) error {
 	if err := removeAllAt(pfd, target); err != nil {
 		return err
 	}
-	return unix.Mknodat(pfd, target, unix.S_IFCHR, 0)
+	if err := unix.Mknodat(pfd, target, unix.S_IFCHR, 0); err != nil {
+		return err
+	}
+	// the entry's time, not the clock's: the same layer always unpacks to
+	// the same tree
+	return setTimes(pfd, target, hdr.ModTime, hdr.ModTime)
 }
 
 // removeUnseen empties directory rel (open as dirfd) of everything this
