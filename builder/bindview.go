@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"archive/tar"
 	"errors"
 	"fmt"
 	"io"
@@ -63,80 +64,61 @@ func (c *buildContext) bindFiles(src string) (string, []srcFile, error) {
 // links (copied when the context is on another file system), symlinks.
 // Other special files are left out.
 func writeView(dst string, files []srcFile) error {
-	var dirs []srcFile
+	var dirs []dirTime
 	for _, f := range files {
 		p := filepath.Join(dst, filepath.FromSlash(f.rel))
 		m := f.fi.Mode()
-		st, _ := f.fi.Sys().(*syscall.Stat_t)
+		h := &tar.Header{Mode: modeBits(m), ModTime: f.fi.ModTime()}
+		if st, ok := f.fi.Sys().(*syscall.Stat_t); ok {
+			h.Uid, h.Gid = int(st.Uid), int(st.Gid)
+		}
 		switch {
 		case m.IsDir():
 			if err := os.Mkdir(p, 0o700); err != nil {
 				return err
 			}
-			dirs = append(dirs, f)
+			h.Typeflag = tar.TypeDir
+			dirs = append(dirs, dirTime{p, h}) // children first: times last
 			continue
 		case m.IsRegular():
-			if err := os.Link(f.abs, p); err != nil {
-				if !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.EPERM) {
-					return err
-				}
-				if err := copyRegular(f.abs, p, m.Perm()); err != nil {
-					return err
-				}
-			} else {
+			err := os.Link(f.abs, p)
+			if err == nil {
 				continue // the same inode: owner, mode and times included
 			}
+			if !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.EPERM) {
+				return err
+			}
+			if err := copyRegular(f.abs, p); err != nil {
+				return err
+			}
+			h.Typeflag = tar.TypeReg
 		case m&os.ModeSymlink != 0:
 			if err := os.Symlink(f.link, p); err != nil {
 				return err
 			}
+			h.Typeflag = tar.TypeSymlink
 		default:
 			continue
 		}
-		if st != nil {
-			if err := os.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
-				return err
-			}
-		}
-		if m&os.ModeSymlink == 0 {
-			if err := os.Chmod(p, m&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky)); err != nil {
-				return err
-			}
-		}
-		if err := setTimes(p, f.fi); err != nil {
+		if err := applyMeta(p, h); err != nil {
 			return err
 		}
 	}
-	for i := len(dirs) - 1; i >= 0; i-- { // children before parents: times last
-		f := dirs[i]
-		p := filepath.Join(dst, filepath.FromSlash(f.rel))
-		if st, ok := f.fi.Sys().(*syscall.Stat_t); ok {
-			if err := os.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
-				return err
-			}
-		}
-		if err := os.Chmod(p, f.fi.Mode()&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky)); err != nil {
-			return err
-		}
-		if err := setTimes(p, f.fi); err != nil {
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := applyMeta(dirs[i].p, dirs[i].h); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func setTimes(p string, fi os.FileInfo) error {
-	ts := unix.NsecToTimespec(fi.ModTime().UnixNano())
-	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-func copyRegular(src, dst string, perm os.FileMode) error {
+func copyRegular(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}

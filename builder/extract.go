@@ -22,10 +22,6 @@ import (
 // Whiteouts (.wh.NAME, .wh..wh..opq) remove what earlier layers unpacked.
 func extractTar(r io.Reader, dir string, keep func(name string) bool) error {
 	tr := tar.NewReader(r)
-	type dirTime struct {
-		p string
-		h *tar.Header
-	}
 	var dirs []dirTime
 	for {
 		h, err := tr.Next()
@@ -125,6 +121,13 @@ func extractTar(r io.Reader, dir string, keep func(name string) bool) error {
 		}
 	}
 	return nil
+}
+
+// dirTime is a directory whose metadata (applyMeta) is set once what is in
+// it is written.
+type dirTime struct {
+	p string
+	h *tar.Header
 }
 
 func applyMeta(p string, h *tar.Header) error {
