@@ -170,31 +170,21 @@ func excludeMountpoints(root *node, lv lowerView, keepSys bool) {
 	// Creating the mountpoints changed /etc's mtime (and, in overlay, copied
 	// it up): left with nothing else, /etc is no change of the user's.
 	if etc := root.child("etc"); etc != nil && etc.isDir() && len(etc.children) == 0 && !etc.opaque {
-		lp, ok := lv.lookup("etc")
-		if !ok || sameExceptTimes(etc, lp) {
+		if lp, ok := lv.lookup("etc"); !ok || sameAsLower(etc, lp) {
 			root.remove(etc)
 		}
 	}
 }
 
-// sameExceptTimes reports whether directory n has the owner, mode and
-// xattrs of the lower directory lp.
-func sameExceptTimes(n *node, lp string) bool {
+// sameAsLower is unchanged for the lower entry at lp, false when it cannot
+// be read.
+func sameAsLower(n *node, lp string) bool {
 	var l unix.Stat_t
-	if unix.Lstat(lp, &l) != nil || l.Mode != n.st.Mode || l.Uid != n.st.Uid || l.Gid != n.st.Gid {
+	if unix.Lstat(lp, &l) != nil {
 		return false
 	}
-	ux, err1 := readXattrs(n.abs)
-	lx, err2 := readXattrs(lp)
-	if err1 != nil || err2 != nil || len(ux) != len(lx) {
-		return false
-	}
-	for k, v := range ux {
-		if lx[k] != v {
-			return false
-		}
-	}
-	return true
+	same, err := unchanged(n, lp, &l)
+	return err == nil && same
 }
 
 // unchanged reports whether the entry n, which a container's copy holds at
@@ -267,27 +257,20 @@ func sameContent(a, b string, st *unix.Stat_t) (bool, error) {
 			return false, err
 		}
 		defer fb.Close()
+		// st.Size bytes of each: both files have that size
 		ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
-		for {
-			na, errA := io.ReadFull(fa, ba)
-			nb, errB := io.ReadFull(fb, bb)
-			if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
+		for left := st.Size; left > 0; {
+			n := int(min(left, int64(len(ba))))
+			if _, err := io.ReadFull(fa, ba[:n]); err != nil {
+				return false, err
+			}
+			if _, err := io.ReadFull(fb, bb[:n]); err != nil {
+				return false, err
+			}
+			if !bytes.Equal(ba[:n], bb[:n]) {
 				return false, nil
 			}
-			if errA != nil || errB != nil {
-				endA := errA == io.EOF || errA == io.ErrUnexpectedEOF
-				endB := errB == io.EOF || errB == io.ErrUnexpectedEOF
-				if endA && endB {
-					return true, nil
-				}
-				if !endA && errA != nil {
-					return false, errA
-				}
-				if !endB && errB != nil {
-					return false, errB
-				}
-				return false, nil
-			}
+			left -= int64(n)
 		}
 	}
 	return true, nil
