@@ -450,17 +450,23 @@ func (st *stage) fromIdentity(from string) string {
 	return "image:" + from
 }
 
-// cacheSeed returns the directory a new cache mount with from= starts as a
-// copy of: m.From's src, made ready on disk.
-func (st *stage) cacheSeed(ctx context.Context, m *instructions.Mount, src string) (string, error) {
-	cs, err := st.copySource(ctx, m.From)
+// fromPath returns where src of from= (a stage or an image) is on disk,
+// made ready there.
+func (st *stage) fromPath(ctx context.Context, from, src string) (string, error) {
+	cs, err := st.copySource(ctx, from)
 	if err != nil {
 		return "", err
 	}
 	if err := cs.materialize(st.b, []string{src}); err != nil {
 		return "", err
 	}
-	base, err := securejoin.SecureJoin(cs.root, src)
+	return securejoin.SecureJoin(cs.root, src)
+}
+
+// cacheSeed returns the directory a new cache mount with from= starts as a
+// copy of: m.From's src, made ready on disk.
+func (st *stage) cacheSeed(ctx context.Context, m *instructions.Mount, src string) (string, error) {
+	base, err := st.fromPath(ctx, m.From, src)
 	if err != nil {
 		return "", err
 	}
@@ -614,14 +620,8 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 				return runMount{}, err
 			}
 		} else {
-			cs, err := st.copySource(ctx, m.From)
-			if err != nil {
-				return runMount{}, err
-			}
-			if err := cs.materialize(b, []string{src}); err != nil {
-				return runMount{}, err
-			}
-			if p, err = securejoin.SecureJoin(cs.root, src); err != nil {
+			var err error
+			if p, err = st.fromPath(ctx, m.From, src); err != nil {
 				return runMount{}, err
 			}
 			if _, err := os.Stat(p); err != nil {
