@@ -17,6 +17,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/strata-dev/strata/internal/ctxio"
 )
 
 // Archive formats of Save and Load.
@@ -153,12 +155,12 @@ func writeArchive(ctx context.Context, w io.Writer, items []archiveItem, format 
 			}
 			m[r] = it.img
 		}
-		if err := tarball.MultiRefWrite(m, ctxWriter{ctx, w}); err != nil {
+		if err := tarball.MultiRefWrite(m, ctxio.Writer(ctx, w)); err != nil {
 			return fmt.Errorf("saving: %w", err)
 		}
 		return nil
 	}
-	ow := newOCIWriter(ctxWriter{ctx, w})
+	ow := newOCIWriter(ctxio.Writer(ctx, w))
 	for _, it := range items {
 		if err := ow.add(it.img, it.name); err != nil {
 			return fmt.Errorf("saving: %w", err)
@@ -299,19 +301,6 @@ func (o *ociWriter) close() error {
 		return o.err
 	}
 	return o.tw.Close()
-}
-
-// ctxWriter stops a copy when the context is cancelled.
-type ctxWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (c ctxWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.w.Write(p)
 }
 
 // AtomicFile is a file that appears at its path complete or not at all: it

@@ -21,3 +21,18 @@ func (c reader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// Writer returns w whose writes fail with ctx's error once ctx is done.
+func Writer(ctx context.Context, w io.Writer) io.Writer { return writer{ctx, w} }
+
+type writer struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c writer) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}

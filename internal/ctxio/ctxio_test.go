@@ -19,3 +19,16 @@ func TestReader(t *testing.T) {
 		t.Fatalf("after cancel: %v, want context.Canceled", err)
 	}
 }
+
+func TestWriter(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var b strings.Builder
+	w := Writer(ctx, &b)
+	if n, err := w.Write([]byte("abc")); n != 3 || err != nil || b.String() != "abc" {
+		t.Fatalf("Write = %d %v %q", n, err, b.String())
+	}
+	cancel()
+	if n, err := w.Write([]byte("def")); n != 0 || err != context.Canceled || b.String() != "abc" {
+		t.Fatalf("after cancel: %d %v %q, want 0, context.Canceled, abc", n, err, b.String())
+	}
+}
