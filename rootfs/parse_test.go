@@ -3,6 +3,7 @@ package rootfs
 import (
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -69,6 +70,29 @@ func TestModeRoundTrip(t *testing.T) {
 	for _, m := range []uint32{0, 0o755, 0o1777, 0o4711, 0o2750} {
 		if got := unixMode(fsMode(m)); got != m {
 			t.Errorf("unixMode(fsMode(%o)) = %o", m, got)
+		}
+	}
+}
+
+// The mountinfo walk remounts /sys's submounts read-only before Linux 5.12
+// (mount_setattr): it must find a mount point by its escaped name, and list
+// parents before children.
+func TestMountsUnder(t *testing.T) {
+	for in, want := range map[string]string{`/a\040b`: "/a b", `/tab\011x`: "/tab\tx", `/plain`: "/plain", `/back\134slash`: `/back\slash`, `/short\04`: `/short\04`} {
+		if got := unescapeMountinfo(in); got != want {
+			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+	mps, err := mountsUnder("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mps) == 0 || mps[0] != "/proc" {
+		t.Fatalf("mountsUnder(/proc) = %q, want /proc first", mps)
+	}
+	for _, mp := range mps {
+		if mp != "/proc" && !strings.HasPrefix(mp, "/proc/") {
+			t.Errorf("mountsUnder(/proc) lists %q", mp)
 		}
 	}
 }
