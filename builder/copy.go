@@ -299,8 +299,9 @@ func destPath(workdir, dest string) string {
 }
 
 // putLayer stores a layer tar the stage's next step adds. When a RUN follows
-// in this stage, the snapshotter also extracts it in the same pass (the RUN's
-// Prepare then finds it unpacked).
+// in this stage, the snapshotter also extracts it as it is stored, going on
+// in the background while the next steps start (the RUN's Prepare waits for
+// it and finds it unpacked).
 func (st *stage) putLayer(ctx context.Context, r io.Reader) (v1.Layer, error) {
 	return st.putLayerFrom(ctx, r, nil)
 }
@@ -315,5 +316,9 @@ func (st *stage) putLayerFrom(ctx context.Context, r io.Reader, prev v1.Layer) (
 	if err != nil {
 		return st.b.s.PutLayer(ctx, r)
 	}
-	return snapshot.PutLayer(ctx, sn, st.b.s, st.layers, prev, r)
+	l, wait, err := snapshot.PutLayer(ctx, sn, st.b.s, st.layers, prev, r)
+	if wait != nil {
+		st.b.background(wait) // the extraction the RUN's Prepare waits for
+	}
+	return l, err
 }

@@ -21,60 +21,98 @@ import (
 // prev, when not nil, is a layer the same step produced before over the same
 // parents (a hint: nothing is assumed about its content). When prev is
 // unpacked over parents, the new layer's unpacked form is made from prev's
-// by applying their difference (see patch.go); otherwise the stream is
-// extracted in the same pass it is stored. The extraction is exactly what
-// Prepare's would be (the same Unpack over the same bytes, whose digest the
-// store checks); if it fails, the layer is simply extracted again when it
-// is needed, so only the store's error is returned.
-func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.Layer, prev v1.Layer, r io.Reader) (v1.Layer, error) {
+// by applying their difference (see patch.go) before PutLayer returns.
+//
+// Otherwise the stream is extracted as it is stored, and the extraction
+// goes on after PutLayer returns: the next step (the next COPY's listing and
+// storing) overlaps with it. The layer's lock is taken before PutLayer
+// returns, so a Prepare over the layer waits for the extraction and then
+// finds it in place. wait, when not nil, waits for it; call it before the
+// process ends (or a temp directory is left for Cleanup).
+//
+// The extraction is exactly what Prepare's would be (the same Unpack over
+// the same bytes, whose digest the store checks); if it fails, the layer is
+// simply extracted again when it is needed, so only the store's error is
+// returned.
+func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.Layer, prev v1.Layer, r io.Reader) (l v1.Layer, wait func(), err error) {
 	o, ok := sn.(*overlay)
 	if !ok {
-		return s.PutLayer(ctx, r)
+		l, err := s.PutLayer(ctx, r)
+		return l, nil, err
 	}
 	parent, err := topChain(parents)
 	if err != nil {
-		return s.PutLayer(ctx, r)
+		l, err := s.PutLayer(ctx, r)
+		return l, nil, err
 	}
 	if prev != nil {
 		if pd, err := prev.DiffID(); err == nil && o.unpacked(parent, pd) {
-			return o.putPatched(ctx, s, parent, pd, r)
+			l, err := o.putPatched(ctx, s, parent, pd, r)
+			return l, nil, err
 		}
 	}
-	// Held shared so that Cleanup (exclusive) never removes the temp
-	// directory while it is being filled.
-	unlock, err := o.prepareLock()
+	// Held shared until the extraction ends, so that Cleanup (exclusive)
+	// never removes the temp directory while it is being filled.
+	unlockGC, err := o.prepareLock()
 	if err != nil {
-		return s.PutLayer(ctx, r)
+		l, err := s.PutLayer(ctx, r)
+		return l, nil, err
 	}
-	defer unlock()
 	layers := filepath.Join(o.root, "layers")
 	tmp := filepath.Join(layers, ".tmp-put-"+randHex())
 	fs := filepath.Join(tmp, "fs")
 	if err := os.MkdirAll(fs, 0o755); err != nil {
-		return s.PutLayer(ctx, r)
+		unlockGC()
+		l, err := s.PutLayer(ctx, r)
+		return l, nil, err
 	}
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
+	// The store never waits for the extraction: chunks queue in cp.
+	cp := newChunkPipe()
+	unpacked := make(chan error, 1)
 	go func() {
-		err := Unpack(ctx, pr, fs, overlayUnpackOptions())
+		err := Unpack(ctx, cp, fs, overlayUnpackOptions())
 		// keep reading whatever follows (tar padding, or all of it after a
 		// failure) so the store's side never blocks
-		if _, cerr := io.Copy(io.Discard, pr); err == nil {
+		if _, cerr := io.Copy(io.Discard, cp); err == nil {
 			err = cerr
 		}
-		done <- err
+		unpacked <- err
 	}()
-	l, err := s.PutLayer(ctx, io.TeeReader(r, pw))
-	pw.CloseWithError(err)
-	uerr := <-done
+	l, err = s.PutLayer(ctx, io.TeeReader(r, cp))
+	cp.CloseWithError(err)
+	var unlockChain func()
+	if err == nil {
+		// failing to lock only loses the extraction
+		unlockChain, _ = o.lockChild(parent, l)
+	}
+	o.bg.Add(1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer o.bg.Done()
+		defer unlockGC()
+		uerr := <-unpacked
+		if unlockChain == nil {
+			removeTree(tmp)
+			return
+		}
+		defer unlockChain()
+		if beforeAdopt != nil {
+			beforeAdopt(tmp)
+		}
+		if uerr != nil || o.adoptLocked(l, parent, tmp) != nil {
+			removeTree(tmp)
+		}
+	}()
 	if err != nil {
-		removeTree(tmp)
-		return nil, err
+		<-done
+		return nil, nil, err
 	}
-	if uerr != nil || o.adopt(l, parent, tmp) != nil {
-		removeTree(tmp)
+	if unlockChain == nil {
+		<-done
+		return l, nil, nil
 	}
-	return l, nil
+	return l, func() { <-done }, nil
 }
 
 // unpacked reports whether the layer diffID over the chain parent is
@@ -124,6 +162,8 @@ func (o *overlay) putPatched(ctx context.Context, s *store.Store, parent string,
 		return l, nil
 	}
 	defer nf.Close()
+	// patchFrom needs the gc.lock alone: our own extractions hold it shared
+	o.bg.Wait()
 	_ = o.patchFrom(ctx, l, prev, parent, res.d, nf)
 	return l, nil
 }
@@ -168,8 +208,35 @@ func (p *chunkPipe) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// beforeAdopt, when set (tests), is called with the temp directory of a
+// background extraction before it is adopted.
+var beforeAdopt func(tmp string)
+
+// lockChild takes the lock of l's unpacked directory over the chain parent.
+func (o *overlay) lockChild(parent string, l v1.Layer) (func(), error) {
+	diffID, err := l.DiffID()
+	if err != nil {
+		return nil, err
+	}
+	chain, err := childChain(parent, diffID)
+	if err != nil {
+		return nil, err
+	}
+	return lockFile(filepath.Join(o.root, "layers", chain.Hex+".lock"))
+}
+
 // adopt renames tmp into place as layers/CHAIN for l over the parent chain.
 func (o *overlay) adopt(l v1.Layer, parent, tmp string) error {
+	unlock, err := o.lockChild(parent, l)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return o.adoptLocked(l, parent, tmp)
+}
+
+// adoptLocked is adopt with the layer's lock held (see lockChild).
+func (o *overlay) adoptLocked(l v1.Layer, parent, tmp string) error {
 	diffID, err := l.DiffID()
 	if err != nil {
 		return err
@@ -180,11 +247,6 @@ func (o *overlay) adopt(l v1.Layer, parent, tmp string) error {
 	}
 	layers := filepath.Join(o.root, "layers")
 	final := filepath.Join(layers, chain.Hex)
-	unlock, err := lockFile(filepath.Join(layers, chain.Hex+".lock"))
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	if ready(final) {
 		return errors.New("already unpacked")
 	}
@@ -197,6 +259,12 @@ func (o *overlay) adopt(l v1.Layer, parent, tmp string) error {
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("adopting layer %s: %w", diffID, err)
 	}
+	return o.linkShort(chain)
+}
+
+// linkShort makes the short name of the layer directory of chain that the
+// classic mount(2) fallback uses (see mount.go).
+func (o *overlay) linkShort(chain v1.Hash) error {
 	link := filepath.Join(o.root, "l", chain.Hex[:shortLinkLen])
 	if err := os.Symlink("../layers/"+chain.Hex+"/fs", link); err != nil && !errors.Is(err, os.ErrExist) {
 		return err

@@ -5,7 +5,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-dev/strata/store"
 )
@@ -25,8 +29,7 @@ func TestPutLayerAdopts(t *testing.T) {
 		must(t, err)
 		sn, err := New(s, "overlay")
 		must(t, err)
-		l, err := PutLayer(ctx, sn, s, parents, nil, bytes.NewReader(top))
-		must(t, err)
+		l := putLayer(t, sn, s, parents, nil, top)
 		all := append(parents[:len(parents):len(parents)], l)
 		ids, err := chainIDs(all)
 		must(t, err)
@@ -56,4 +59,73 @@ func TestPutLayerAdopts(t *testing.T) {
 			t.Errorf("stale=%v: layer records boot %q, want %q", stale, b, bootOnce())
 		}
 	}
+}
+
+// putLayer is PutLayer, waiting for its background extraction.
+func putLayer(t *testing.T, sn Snapshotter, s *store.Store, parents []v1.Layer, prev v1.Layer, tarball []byte) v1.Layer {
+	t.Helper()
+	l, wait, err := PutLayer(context.Background(), sn, s, parents, prev, bytes.NewReader(tarball))
+	must(t, err)
+	if wait != nil {
+		wait()
+	}
+	return l
+}
+
+// TestPutLayerPrepareWaits checks that PutLayer returns with the layer
+// locked until its background extraction is in place (so a Prepare waits
+// for it), that a Prepare then uses that directory rather than extracting
+// the layer a second time, and that nothing is left in the layers
+// directory but the layer.
+func TestPutLayerPrepareWaits(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	s, err := store.Open(t.TempDir())
+	must(t, err)
+	sn, err := New(s, "overlay")
+	must(t, err)
+	top := mkTar(t, dir("d", 0o755), file("d/f", "x", 0o644))
+	arrived, gate := make(chan struct{}), make(chan struct{})
+	var extracted unix.Stat_t
+	beforeAdopt = func(tmp string) {
+		if err := unix.Stat(filepath.Join(tmp, "fs"), &extracted); err != nil {
+			t.Error(err)
+		}
+		close(arrived)
+		<-gate
+	}
+	defer func() { beforeAdopt = nil }()
+	l, wait, err := PutLayer(ctx, sn, s, nil, nil, bytes.NewReader(top))
+	must(t, err)
+	if wait == nil {
+		t.Fatal("PutLayer extracted in the foreground")
+	}
+	ids, err := chainIDs([]v1.Layer{l})
+	must(t, err)
+	layers := filepath.Join(s.Root(), "snapshots", "layers")
+	// extracted and not yet in place, the layer is locked: a Prepare waits
+	<-arrived
+	if unlock, err := flock(filepath.Join(layers, ids[0].Hex+".lock"), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		unlock()
+		t.Fatal("the layer's lock is free while it is being extracted")
+	}
+	close(gate)
+	_, err = sn.Prepare(ctx, "k", []v1.Layer{l})
+	must(t, err)
+	wait()
+	var used unix.Stat_t
+	must(t, unix.Stat(filepath.Join(layers, ids[0].Hex, "fs"), &used))
+	if used.Ino != extracted.Ino {
+		t.Errorf("Prepare extracted the layer again (inode %d, the background extraction's %d)", used.Ino, extracted.Ino)
+	}
+	ents, err := os.ReadDir(layers)
+	must(t, err)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if want := []string{ids[0].Hex, ids[0].Hex + ".lock"}; !slices.Equal(names, want) {
+		t.Errorf("layers holds %q, want %q", names, want)
+	}
+	must(t, sn.Remove(ctx, "k"))
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
@@ -14,7 +15,10 @@ import (
 
 // overlay stacks layers unpacked alone (layers/CHAIN/fs, overlay whiteouts)
 // as lowerdirs under active/KEY/upper.
-type overlay struct{ *base }
+type overlay struct {
+	*base
+	bg sync.WaitGroup // PutLayer's extractions going on in the background
+}
 
 func (o *overlay) Kind() string { return "overlay" }
 
@@ -69,12 +73,7 @@ func (o *overlay) unpackAll(ctx context.Context, layers []v1.Layer) ([]string, e
 				return fmt.Errorf("unpacking layer %s: %w", d, err)
 			}
 			lowers[len(layers)-1-i] = p
-			// the short name the classic mount(2) fallback uses
-			link := filepath.Join(o.root, "l", ids[i].Hex[:shortLinkLen])
-			if err := os.Symlink("../layers/"+ids[i].Hex+"/fs", link); err != nil && !os.IsExist(err) {
-				return err
-			}
-			return nil
+			return o.linkShort(ids[i])
 		})
 	}
 	if err := g.Wait(); err != nil {

@@ -289,8 +289,7 @@ func TestPutLayerPatches(t *testing.T) {
 			log := mutate(rng, nextTree, 1+rng.Intn(4))
 			prevTar, nextTar := prevTree.tar(t), nextTree.tar(t)
 
-			l0, err := PutLayer(ctx, sn, s, parents, nil, bytes.NewReader(prevTar))
-			must(t, err)
+			l0 := putLayer(t, sn, s, parents, nil, prevTar)
 			prevDir := layerDir(t, s, append(parents[:len(parents):len(parents)], l0))
 			if !ready(prevDir) {
 				t.Fatal("the previous layer was not unpacked")
@@ -299,8 +298,7 @@ func TestPutLayerPatches(t *testing.T) {
 			if derr != nil && !errors.Is(derr, errNoPatch) {
 				t.Fatal(derr)
 			}
-			l1, err := PutLayer(ctx, sn, s, parents, l0, bytes.NewReader(nextTar))
-			must(t, err)
+			l1 := putLayer(t, sn, s, parents, l0, nextTar)
 			all := append(parents[:len(parents):len(parents)], l1)
 			final := layerDir(t, s, all)
 			if derr == nil {
@@ -364,14 +362,12 @@ func TestPutLayerPatchInUse(t *testing.T) {
 	prevTree := randomTree(rng)
 	nextTree := prevTree.clone()
 	mutate(rng, nextTree, 3)
-	l0, err := PutLayer(ctx, sn, s, nil, nil, bytes.NewReader(prevTree.tar(t)))
-	must(t, err)
+	l0 := putLayer(t, sn, s, nil, nil, prevTree.tar(t))
 	prevDir := layerDir(t, s, []v1.Layer{l0})
 	before := dumpExact(t, filepath.Join(prevDir, "fs"))
 	_, err = sn.Prepare(ctx, "user", []v1.Layer{l0})
 	must(t, err)
-	l1, err := PutLayer(ctx, sn, s, nil, l0, bytes.NewReader(nextTree.tar(t)))
-	must(t, err)
+	l1 := putLayer(t, sn, s, nil, l0, nextTree.tar(t))
 	if d := diffLines(before, dumpExact(t, filepath.Join(prevDir, "fs"))); d != "" {
 		t.Fatalf("a directory in use changed:\n%s", d)
 	}
@@ -477,8 +473,7 @@ func TestPutLayerPatchConcurrent(t *testing.T) {
 	must(t, err)
 	rng := rand.New(rand.NewSource(7))
 	prevTree := randomTree(rng)
-	l0, err := PutLayer(ctx, sn, s, nil, nil, bytes.NewReader(prevTree.tar(t)))
-	must(t, err)
+	l0 := putLayer(t, sn, s, nil, nil, prevTree.tar(t))
 	var tars [][]byte
 	for i := 0; i < 4; i++ {
 		next := prevTree.clone()
@@ -489,7 +484,10 @@ func TestPutLayerPatchConcurrent(t *testing.T) {
 	errs := make(chan error, len(tars))
 	for i, b := range tars {
 		go func() {
-			l, err := PutLayer(ctx, sn, s, nil, l0, bytes.NewReader(b))
+			l, wait, err := PutLayer(ctx, sn, s, nil, l0, bytes.NewReader(b))
+			if wait != nil {
+				wait()
+			}
 			layers[i] = l
 			errs <- err
 		}()

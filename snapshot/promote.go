@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -177,8 +176,7 @@ func (o *overlay) promote(ctx context.Context, key string, t *node, diffID v1.Ha
 		removeTree(tmp)
 		return "", err
 	}
-	link := filepath.Join(o.root, "l", chain.Hex[:shortLinkLen])
-	if err := os.Symlink("../layers/"+chain.Hex+"/fs", link); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := o.linkShort(chain); err != nil {
 		return "", err
 	}
 	return filepath.Join(final, "fs"), nil

@@ -167,14 +167,14 @@ func New(s *store.Store, kind string, opts ...Option) (Snapshotter, error) {
 	switch kind {
 	case "":
 		if OverlaySupported(root) == nil {
-			return &overlay{b}, nil
+			return &overlay{base: b}, nil
 		}
 		return &native{b}, nil
 	case "overlay":
 		if err := OverlaySupported(root); err != nil {
 			return nil, fmt.Errorf("overlay snapshotter unavailable on %s: %w", root, err)
 		}
-		return &overlay{b}, nil
+		return &overlay{base: b}, nil
 	case "native":
 		return &native{b}, nil
 	}
