@@ -57,6 +57,9 @@ type initConfig struct {
 	// Scratch is an empty host directory on which init mounts its private
 	// tmpfs (the container root's mount point and the /etc files).
 	Scratch string
+	// trees are the detached mount trees of the idmapped binds, in order,
+	// received with the stdio.
+	trees []int
 }
 
 // IsInit reports whether this process was started by the sandbox as a
@@ -169,15 +172,21 @@ func initMain() (int, error) {
 	return supervise(p, sigs)
 }
 
-// readConfig receives the process's stdin, stdout and stderr (SCM_RIGHTS
-// with the first byte), makes them init's fds 0-2, and decodes the config
-// that follows up to EOF.
+// maxTrees bounds the idmapped binds of one container.
+const maxTrees = 64
+
+// readConfig receives the process's stdin, stdout and stderr, then the
+// idmapped binds' trees (SCM_RIGHTS with the first byte), makes the stdio
+// init's fds 0-2, and decodes the config that follows up to EOF.
 func readConfig() (*initConfig, error) {
 	first := make([]byte, 1)
-	oob := make([]byte, unix.CmsgSpace(3*4))
-	n, oobn, _, _, err := unix.Recvmsg(configFD, first, oob, unix.MSG_CMSG_CLOEXEC)
+	oob := make([]byte, unix.CmsgSpace((3+maxTrees)*4))
+	n, oobn, flags, _, err := unix.Recvmsg(configFD, first, oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil {
 		return nil, err
+	}
+	if flags&unix.MSG_CTRUNC != 0 {
+		return nil, fmt.Errorf("more than %d idmapped binds", maxTrees)
 	}
 	if n == 0 {
 		return nil, io.ErrUnexpectedEOF // closed unused
@@ -194,15 +203,15 @@ func readConfig() (*initConfig, error) {
 		}
 		fds = append(fds, rights...)
 	}
-	if len(fds) != 3 {
+	if len(fds) < 3 {
 		return nil, fmt.Errorf("got %d stdio descriptors, want 3", len(fds))
 	}
-	for i, fd := range fds {
+	for i, fd := range fds[:3] {
 		if err := unix.Dup3(fd, i, 0); err != nil {
 			return nil, err
 		}
 	}
-	for _, fd := range fds {
+	for _, fd := range fds[:3] {
 		unix.Close(fd)
 	}
 	// The connection stays open: with TTY, init sends the terminal's master
@@ -212,6 +221,7 @@ func readConfig() (*initConfig, error) {
 	if err := json.NewDecoder(io.MultiReader(bytes.NewReader(first), f)).Decode(&cfg); err != nil {
 		return nil, err
 	}
+	cfg.trees = fds[3:]
 	return &cfg, nil
 }
 

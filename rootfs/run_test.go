@@ -50,7 +50,7 @@ func busyboxRoot(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"sh", "cat", "echo", "sleep", "true", "id", "ls"} {
+	for _, a := range []string{"sh", "cat", "echo", "sleep", "true", "id", "ls", "stat", "touch"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
 			t.Fatal(err)
 		}
@@ -307,5 +307,74 @@ func TestRunOverlayEphemeral(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(upper, "new")); err != nil || string(b) != "data\n" {
 			t.Errorf("ephemeral=%v: upper/new = %q, %v", ephemeral, b, err)
 		}
+	}
+}
+
+// TestRunIdmappedBind checks binds shown through an idmapped mount: the
+// source's owner 1000:1001 appears as root, root as 1000:1001, others as
+// they are; read-only stays read-only, a Discard bind's writes never reach
+// the source, a plain one's land there owned by 1000:1001; the source's
+// owners never change.
+func TestRunIdmappedBind(t *testing.T) {
+	root := busyboxRoot(t)
+	src := filepath.Join(t.TempDir(), "src")
+	owners := map[string][2]int{"": {1000, 1001}, "f1000": {1000, 1001}, "f0": {0, 0}, "f5": {5, 6}}
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, o := range owners {
+		p := filepath.Join(src, name)
+		if name != "" {
+			if err := os.WriteFile(p, []byte(name), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Lchown(p, o[0], o[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const script = "stat -c '%u:%g %n' /m /m/f0 /m/f1000 /m/f5; touch /m/new && stat -c '%u:%g %n' /m/new"
+	shown := "0:0 /m\n1000:1001 /m/f0\n0:0 /m/f1000\n5:6 /m/f5\n"
+	for _, tc := range []struct {
+		name          string
+		bind          rootfs.Bind
+		out, errOut   string
+		hostNewOwners string // owners of src/new afterwards, "" for none
+	}{
+		{"ro", rootfs.Bind{ReadOnly: true}, shown, "touch: /m/new: Read-only file system\n", ""},
+		{"discard", rootfs.Bind{Discard: true}, shown + "0:0 /m/new\n", "", ""},
+		{"rw", rootfs.Bind{}, shown + "0:0 /m/new\n", "", "1000:1001"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(filepath.Join(src, "new"))
+			b := tc.bind
+			b.Source, b.Target, b.RootUID, b.RootGID = src, "/m", 1000, 1001
+			var out, errOut bytes.Buffer
+			code, err := rootfs.Run(context.Background(), rootfs.Spec{
+				RootfsDir: root, Args: []string{"sh", "-c", script}, Binds: []rootfs.Bind{b},
+				Stdout: &out, Stderr: &errOut,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.String() != tc.out || errOut.String() != tc.errOut || (code == 0) != (tc.errOut == "") {
+				t.Errorf("exit %d, stdout:\n%s\nstderr:\n%s\nwant stdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String(), tc.out, tc.errOut)
+			}
+			var st syscall.Stat_t
+			err = syscall.Lstat(filepath.Join(src, "new"), &st)
+			switch {
+			case tc.hostNewOwners == "" && err == nil:
+				t.Errorf("the container's write reached the source")
+			case tc.hostNewOwners != "" && err != nil:
+				t.Errorf("the container's write is not in the source: %v", err)
+			case tc.hostNewOwners != "" && fmt.Sprintf("%d:%d", st.Uid, st.Gid) != tc.hostNewOwners:
+				t.Errorf("src/new owned by %d:%d, want %s", st.Uid, st.Gid, tc.hostNewOwners)
+			}
+			for name, o := range owners {
+				if err := syscall.Lstat(filepath.Join(src, name), &st); err != nil || int(st.Uid) != o[0] || int(st.Gid) != o[1] {
+					t.Errorf("src/%s owned by %d:%d (%v), want %d:%d", name, st.Uid, st.Gid, err, o[0], o[1])
+				}
+			}
+		})
 	}
 }

@@ -335,14 +335,26 @@ func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error)
 	return sb.wait(ctx, &spec, &s)
 }
 
-// send hands init the process's stdio (SCM_RIGHTS with the first byte) and
-// its config (JSON up to EOF).
+// send hands init the process's stdio and the idmapped binds' trees
+// (SCM_RIGHTS with the first byte) and its config (JSON up to EOF).
 func (sb *Sandbox) send(cfg *initConfig, files [3]*os.File) error {
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return err
 	}
-	rights := unix.UnixRights(int(files[0].Fd()), int(files[1].Fd()), int(files[2].Fd()))
+	trees, err := idmappedTrees(cfg.Binds)
+	if err != nil {
+		return err
+	}
+	defer closeAll(trees) // init has its own copies once sent
+	if len(trees) > maxTrees {
+		return fmt.Errorf("more than %d idmapped binds", maxTrees)
+	}
+	fds := []int{int(files[0].Fd()), int(files[1].Fd()), int(files[2].Fd())}
+	for _, t := range trees {
+		fds = append(fds, int(t.Fd()))
+	}
+	rights := unix.UnixRights(fds...)
 	raw, err := sb.conn.SyscallConn()
 	if err != nil {
 		return err

@@ -139,8 +139,16 @@ func setupRoot(cfg *initConfig) error {
 	if err := mountEtcFiles(cfg, scratch, root); err != nil {
 		return err
 	}
+	trees := cfg.trees
 	for i, b := range cfg.Binds {
-		if err := mountBind(root, fmt.Sprintf("%s/discard%d", scratch, i), b); err != nil {
+		tree := -1
+		if b.idmapped() {
+			if len(trees) == 0 {
+				return fmt.Errorf("bind mount %s: no idmapped tree received", b.Source)
+			}
+			tree, trees = trees[0], trees[1:]
+		}
+		if err := mountBind(root, fmt.Sprintf("%s/discard%d", scratch, i), b, tree); err != nil {
 			return err
 		}
 	}
@@ -397,7 +405,9 @@ func makeMountpoint(target string, dir bool) error {
 
 // mountBind binds b.Source on b.Target in root; a Discard bind is an
 // overlay whose upper directory lives on a tmpfs at discard, outside root.
-func mountBind(root, discard string, b Bind) error {
+// An idmapped bind's source is tree, its detached mount tree (see idmap.go;
+// -1 for others).
+func mountBind(root, discard string, b Bind, tree int) error {
 	fi, err := os.Stat(b.Source)
 	if err != nil {
 		return fmt.Errorf("bind mount %s: %w", b.Source, err)
@@ -410,7 +420,13 @@ func mountBind(root, discard string, b Bind) error {
 		return fmt.Errorf("bind mount target %s: %w", b.Target, err)
 	}
 	if b.Discard && !b.ReadOnly {
-		if err := mountDiscard(b.Source, fi, target, discard); err != nil {
+		if err := mountDiscard(b, fi, target, discard, tree); err != nil {
+			return fmt.Errorf("bind mount %s on %s: %w", b.Source, b.Target, err)
+		}
+		return nil
+	}
+	if tree >= 0 { // read-only already when it should be
+		if err := attachTree(tree, target); err != nil {
 			return fmt.Errorf("bind mount %s on %s: %w", b.Source, b.Target, err)
 		}
 		return nil
@@ -426,10 +442,12 @@ func mountBind(root, discard string, b Bind) error {
 	return nil
 }
 
-// mountDiscard makes target a writable view of source whose writes go to a
-// tmpfs on dir: an overlay for a directory (its lower is a bind of source
-// at a path of ours, so any name works), a copy for a file.
-func mountDiscard(source string, fi os.FileInfo, target, dir string) error {
+// mountDiscard makes target a writable view of b.Source whose writes go to
+// a tmpfs on dir: an overlay for a directory (its lower is a bind of the
+// source, or its idmapped tree, at a path of ours, so any name works), a
+// copy for a file.
+func mountDiscard(b Bind, fi os.FileInfo, target, dir string, tree int) error {
+	source := b.Source
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
@@ -437,12 +455,13 @@ func mountDiscard(source string, fi os.FileInfo, target, dir string) error {
 		return fmt.Errorf("mounting its tmpfs: %w", err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
+	uid, gid := int(shownID(st.Uid, b.RootUID)), int(shownID(st.Gid, b.RootGID))
 	if !fi.IsDir() {
 		copyPath := dir + "/file"
 		if err := copyFile(source, copyPath, fi.Mode()); err != nil {
 			return err
 		}
-		if err := os.Lchown(copyPath, int(st.Uid), int(st.Gid)); err != nil {
+		if err := os.Lchown(copyPath, uid, gid); err != nil {
 			return err
 		}
 		return unix.Mount(copyPath, target, "", unix.MS_BIND, "")
@@ -457,14 +476,20 @@ func mountDiscard(source string, fi os.FileInfo, target, dir string) error {
 	if err := os.Chmod(upper, fi.Mode()&os.ModePerm|fi.Mode()&(os.ModeSetgid|os.ModeSticky)); err != nil {
 		return err
 	}
-	if err := os.Lchown(upper, int(st.Uid), int(st.Gid)); err != nil {
+	if err := os.Lchown(upper, uid, gid); err != nil {
 		return err
 	}
-	if err := unix.Mount(source, lower, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return err
-	}
-	if err := unix.Mount("", lower, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-		return err
+	if tree >= 0 {
+		if err := attachTree(tree, lower); err != nil {
+			return err
+		}
+	} else {
+		if err := unix.Mount(source, lower, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+		if err := unix.Mount("", lower, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return err
+		}
 	}
 	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
 	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {

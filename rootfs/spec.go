@@ -33,6 +33,12 @@ type Bind struct {
 	// copy of a file) and vanish with it, as BuildKit's
 	// RUN --mount=type=bind,rw. Ignored with ReadOnly.
 	Discard bool `json:",omitempty"`
+	// RootUID and RootGID, when not 0, are shown as root through the bind
+	// and root as them; other owners are shown as they are (an idmapped
+	// mount, see idmap.go). A build's context belongs to root this way, as
+	// in BuildKit, whoever owns it on the host.
+	RootUID uint32 `json:",omitempty"`
+	RootGID uint32 `json:",omitempty"`
 }
 
 // Tmpfs is a fresh tmpfs mounted in the container (docker --tmpfs, and
