@@ -36,6 +36,18 @@ func (st *stage) contextBindSource(src string) (string, error) {
 	return view, nil
 }
 
+// owner is the owner of the context's root directory. A bind of the
+// context shows it as root (BuildKit's context belongs to root whoever
+// sends it): in a RUN as root, git then trusts a repository the CI user
+// checked out.
+func (c *buildContext) owner() ([2]uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(c.root, &st); err != nil {
+		return [2]uint32{}, fmt.Errorf("build context: %w", err)
+	}
+	return [2]uint32{st.Uid, st.Gid}, nil
+}
+
 // bindFiles returns the host path of the context's source src and, when
 // .dockerignore leaves out something below it, the files to show instead
 // (nil when the path can be bound as it is). An ignored source itself does

@@ -614,9 +614,13 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 	case instructions.MountTypeBind:
 		src := strings.TrimPrefix(path.Clean("/"+m.Source), "/")
 		var p string
+		var owner [2]uint32 // shown as root: the context's owner
 		if m.From == "" {
 			var err error
 			if p, err = st.contextBindSource(src); err != nil {
+				return runMount{}, err
+			}
+			if owner, err = b.bctx.owner(); err != nil {
 				return runMount{}, err
 			}
 		} else {
@@ -640,7 +644,7 @@ func (st *stage) prepareMount(ctx context.Context, m *instructions.Mount) (runMo
 			}
 			p = cp
 		}
-		return runMount{bind: &rootfs.Bind{Source: p, Target: target, ReadOnly: m.ReadOnly}}, nil
+		return runMount{bind: &rootfs.Bind{Source: p, Target: target, ReadOnly: m.ReadOnly, RootUID: owner[0], RootGID: owner[1]}}, nil
 	}
 	return runMount{}, fmt.Errorf("unknown mount type %q", m.Type)
 }
