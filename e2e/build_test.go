@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -582,6 +583,10 @@ func TestBuildErrors(t *testing.T) {
 		{"failing RUN", "FROM bbase\nRUN echo before\nRUN echo out; exit 3\n", `Dockerfile:3: process "/bin/sh -c echo out; exit 3" did not complete successfully: exit code: 3`, nil},
 		{"no FROM", "RUN true\n", "Dockerfile:1: RUN before the first FROM", nil},
 		{"bad target", "FROM bbase AS x\n", `target stage "nope" could not be found`, nil},
+		// a stage fails while the other one's COPY may still be extracting
+		// its layer in the background
+		{"failing stage", "FROM bbase AS a\nRUN exit 5\nFROM bbase\nCOPY many /many\nRUN true\nCOPY --from=a /etc/passwd /p\n",
+			`Dockerfile:2: process "/bin/sh -c exit 5" did not complete successfully: exit code: 5`, manyFiles(1000)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -609,6 +614,15 @@ func TestBuildErrors(t *testing.T) {
 	}
 }
 
+// manyFiles is a context of n small files below many/.
+func manyFiles(n int) map[string]string {
+	m := map[string]string{}
+	for i := 0; i < n; i++ {
+		m[fmt.Sprintf("many/f%d", i)] = strconv.Itoa(i)
+	}
+	return m
+}
+
 // bldNoLeftovers checks that no snapshot, mount or temp dir survived a build.
 func bldNoLeftovers(t *testing.T, e *env) {
 	t.Helper()
@@ -617,6 +631,12 @@ func bldNoLeftovers(t *testing.T, e *env) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(e.Root, "tmp")); len(ents) > 0 {
 		t.Errorf("temp dirs left: %d", len(ents))
+	}
+	ents, _ := os.ReadDir(filepath.Join(e.Root, "snapshots", "layers"))
+	for _, ent := range ents {
+		if strings.HasPrefix(ent.Name(), ".tmp-") {
+			t.Errorf("temp dir left in snapshots/layers: %s", ent.Name())
+		}
 	}
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
 	if strings.Contains(string(mounts), e.Root) {
