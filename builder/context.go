@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -77,7 +78,10 @@ type srcFile struct {
 	link string
 	sum  string // content digest of regular files (when hashed)
 	// set for files read from a stage's or image's layers
-	open     func() (io.ReadCloser, error)
+	open func() (io.ReadCloser, error)
+	// unpacked names the layers whose top one holds the content and its
+	// path there (nil when unknown): its unpacked copy may be hard-linked
+	unpacked func() (layers []v1.Layer, at string)
 	uid, gid int
 	hasOwner bool
 }

@@ -28,6 +28,8 @@ type layerEntry struct {
 	sum  string // its hex SHA-256, when known (build context files)
 	data []byte // or inline content (heredocs)
 	open func() (io.ReadCloser, error)
+	// unpacked is the srcFile's (files of a stage's or image's layers)
+	unpacked func() ([]v1.Layer, string)
 	// ino identifies a host file with more than one link: the copies of
 	// one inode become one file and hard links to it, as in BuildKit.
 	ino *[2]uint64
@@ -144,6 +146,7 @@ func (c *copyPlan) add(target string, f srcFile) error {
 		h.Size = f.fi.Size()
 		e.src = f.abs
 		e.open = f.open
+		e.unpacked = f.unpacked
 		if f.open == nil {
 			e.sum = f.sum
 		}
@@ -298,17 +301,28 @@ func destPath(workdir, dest string) string {
 	return dest
 }
 
+// linkSource is a snapshot.PutOptions.Source: where the content of the
+// plan's file name lies unpacked, for files from a stage or an image.
+func (c *copyPlan) linkSource(name string) ([]v1.Layer, string) {
+	e, ok := c.entries[name]
+	if !ok || e.unpacked == nil || e.hdr.Typeflag != tar.TypeReg {
+		return nil, ""
+	}
+	return e.unpacked()
+}
+
 // putLayer stores a layer tar the stage's next step adds. When a RUN follows
 // in this stage, the snapshotter also extracts it as it is stored, going on
 // in the background while the next steps start (the RUN's Prepare waits for
 // it and finds it unpacked).
 func (st *stage) putLayer(ctx context.Context, r io.Reader) (v1.Layer, error) {
-	return st.putLayerFrom(ctx, r, nil)
+	return st.putLayerFrom(ctx, r, snapshot.PutOptions{})
 }
 
-// putLayerFrom is putLayer for a step that produced prev before (nil when
-// unknown): the new layer's unpacked form is then made from prev's.
-func (st *stage) putLayerFrom(ctx context.Context, r io.Reader, prev v1.Layer) (v1.Layer, error) {
+// putLayerFrom is putLayer with hints: a layer the step produced before
+// (the new layer's unpacked form is then made from its), where files of a
+// stage lie unpacked (they are hard-linked).
+func (st *stage) putLayerFrom(ctx context.Context, r io.Reader, opts snapshot.PutOptions) (v1.Layer, error) {
 	if !st.runLater {
 		return st.b.s.PutLayer(ctx, r)
 	}
@@ -316,7 +330,7 @@ func (st *stage) putLayerFrom(ctx context.Context, r io.Reader, prev v1.Layer) (
 	if err != nil {
 		return st.b.s.PutLayer(ctx, r)
 	}
-	l, wait, err := snapshot.PutLayer(ctx, sn, st.b.s, st.layers, prev, r)
+	l, wait, err := snapshot.PutLayer(ctx, sn, st.b.s, st.layers, r, opts)
 	if wait != nil {
 		st.b.background(wait) // the extraction the RUN's Prepare waits for
 	}

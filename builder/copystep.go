@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-dev/strata/cache"
+	"github.com/strata-dev/strata/snapshot"
 )
 
 type copyArgs struct {
@@ -525,7 +526,7 @@ func (st *stage) placeSources(ctx context.Context, plan *copyPlan, a copyArgs, d
 	// Wildcards that match nothing copy nothing: like BuildKit, dest is not
 	// created then.
 	return plan.writeLayer(ctx, func(ctx context.Context, r io.Reader) (v1.Layer, error) {
-		return st.putLayerFrom(ctx, r, plan.prev)
+		return st.putLayerFrom(ctx, r, snapshot.PutOptions{Prev: plan.prev, Source: plan.linkSource})
 	})
 }
 

@@ -31,6 +31,10 @@ type fsEntry struct {
 	layer    int   // index of the layer holding the entry's content
 	off      int64 // offset of a regular file's content in that layer's blob; -1 unknown
 	size     int64
+	// at is the regular file's path in that layer, shared by the hard
+	// links to it; "" once another entry of that name in the same layer
+	// replaced it (its extraction no longer has the content there)
+	at *string
 }
 
 func (e *fsEntry) isDir() bool { return e.typ == tar.TypeDir }
@@ -56,13 +60,27 @@ func (p *posReader) Seek(off int64, whence int) (int64, error) {
 	return n, err
 }
 
+// uncompressedBlob reads l's uncompressed tar, straight from its blob when
+// the blob is that tar (digest and diffID are equal: the store's file, in
+// which content can be read in place, rather than a wrapper around it).
+func uncompressedBlob(l v1.Layer) (io.ReadCloser, error) {
+	d, err := l.Digest()
+	if err != nil {
+		return nil, err
+	}
+	if id, err := l.DiffID(); err == nil && id == d {
+		return l.Compressed()
+	}
+	return l.Uncompressed()
+}
+
 // open returns a reader of a regular file's content straight from the
 // layer blob that holds it.
 func (v *fsView) open(e *fsEntry) (io.ReadCloser, error) {
 	if e.off < 0 {
 		return nil, errors.New("content offset unknown")
 	}
-	rc, err := v.layers[e.layer].Uncompressed()
+	rc, err := uncompressedBlob(v.layers[e.layer])
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +165,12 @@ func (v *fsView) sources(pattern string, exclude *patternmatcher.PatternMatcher)
 				}
 				e := e
 				f.open = func() (io.ReadCloser, error) { return v.open(e) }
+				f.unpacked = func() ([]v1.Layer, string) {
+					if e.at == nil || *e.at == "" {
+						return nil, ""
+					}
+					return v.layers[:e.layer+1], *e.at
+				}
 			}
 			src.files = append(src.files, f)
 		}
@@ -208,7 +232,7 @@ func cleanName(name string) string {
 func (v *fsView) add(l v1.Layer) error {
 	idx := len(v.layers)
 	v.layers = append(v.layers, l)
-	rc, err := l.Uncompressed()
+	rc, err := uncompressedBlob(l)
 	if err != nil {
 		return err
 	}
@@ -222,6 +246,7 @@ func (v *fsView) add(l v1.Layer) error {
 		r = bufio.NewReaderSize(rc, 1<<16)
 	}
 	tr := tar.NewReader(r)
+	seen := map[string]*fsEntry{} // this layer's regular files by name
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -258,6 +283,16 @@ func (v *fsView) add(l v1.Layer) error {
 		}
 		if e.typ == tar.TypeReg && pr != nil {
 			e.off = pr.pos
+		}
+		// a name written twice in one layer: what the first held (and hard
+		// links to it) is no longer at that path in the layer's extraction
+		if first, ok := seen[name]; ok {
+			*first.at = ""
+		}
+		if e.typ == tar.TypeReg {
+			at := name
+			e.at = &at
+			seen[name] = e
 		}
 		if e.typ == tar.TypeLink {
 			if t, ok := v.m[cleanName(h.Linkname)]; ok {
@@ -337,6 +372,14 @@ func (v *fsView) readFile(p string) ([]byte, error) {
 	e, ok := v.m[rp]
 	if !ok || e.typ != tar.TypeReg {
 		return nil, fmt.Errorf("%s: not found", p)
+	}
+	if e.off >= 0 {
+		rc, err := v.open(e)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		return io.ReadAll(io.LimitReader(rc, 16<<20))
 	}
 	rc, err := v.layers[e.layer].Uncompressed()
 	if err != nil {

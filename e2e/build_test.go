@@ -870,3 +870,69 @@ func TestBuildCopyHardlinks(t *testing.T) {
 		reg("/links", 0o644, "2\n"), reg("/same", 0o644, "same\n"),
 	})
 }
+
+// TestBuildCopyFromUnpacked: COPY --from a stage whose layers are unpacked
+// hard-links their files into its own unpacked layer when they are the
+// same, and never a file a later entry of the same layer replaced: here the
+// stage's image layer holds f, then h a hard link to it, then f again with
+// other content of the same size, mode, owner and time.
+func TestBuildCopyFromUnpacked(t *testing.T) {
+	requireRoot(t)
+	e := withBase(t)
+	in, err := os.Open(baseTar(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	dup := filepath.Join(t.TempDir(), "dup.tar")
+	out, err := os.Create(dup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(out)
+	tr := tar.NewReader(in)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mt := time.Unix(1700000000, 0)
+	for _, x := range []struct{ name, link, body string }{{"f", "", "first\n"}, {"h", "f", ""}, {"f", "", "again\n"}} {
+		h := &tar.Header{Name: x.name, Mode: 0o644, ModTime: mt, Typeflag: tar.TypeReg, Size: int64(len(x.body))}
+		if x.link != "" {
+			h.Typeflag, h.Linkname = tar.TypeLink, x.link
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(x.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	e.ok("import", dup, "dup")
+	ctx := bldContext(t, map[string]string{"Dockerfile": `FROM dup AS s
+RUN mkdir /d && echo same > /d/same
+FROM bbase
+COPY --from=s /h /f /d/same /c/
+RUN cat /c/h /c/f /c/same > /out
+`})
+	tree, _ := bldBuild(t, e, ctx, "fromunpacked")
+	bldCheckTree(t, tree, []bldFile{
+		reg("/c/h", 0o644, "first\n"), reg("/c/f", 0o644, "again\n"), reg("/c/same", 0o644, "same\n"),
+		reg("/out", 0o644, "first\nagain\nsame\n"),
+	})
+}

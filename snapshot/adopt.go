@@ -1,16 +1,30 @@
 package snapshot
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/strata-dev/strata/store"
 )
+
+// PutOptions are PutLayer's hints.
+type PutOptions struct {
+	// Prev is a layer the same step produced before over the same parents.
+	Prev v1.Layer
+	// Source, when set, names for an entry of the layer (its clean name)
+	// layers whose top one holds a file with the same content, and its
+	// path there (COPY --from a stage): when that layer is unpacked and
+	// its file is what the entry would extract to, the new layer's
+	// unpacked form hard-links it (see UnpackOptions.LinkFrom).
+	Source func(name string) (layers []v1.Layer, path string)
+}
 
 // PutLayer stores the uncompressed layer tar r in s (as s.PutLayer does)
 // and, when sn keeps each layer unpacked on its own (overlay), also makes
@@ -18,9 +32,9 @@ import (
 // parents and the new layer needs no extraction of its own (builds: a COPY
 // followed by a RUN).
 //
-// prev, when not nil, is a layer the same step produced before over the same
-// parents (a hint: nothing is assumed about its content). When prev is
-// unpacked over parents, the new layer's unpacked form is made from prev's
+// opts.Prev, when not nil, is a layer the same step produced before over
+// the same parents (a hint: nothing is assumed about its content). When it
+// is unpacked over parents, the new layer's unpacked form is made from its
 // by applying their difference (see patch.go) before PutLayer returns.
 //
 // Otherwise the stream is extracted as it is stored, and the extraction
@@ -34,7 +48,7 @@ import (
 // the same bytes, whose digest the store checks); if it fails, the layer is
 // simply extracted again when it is needed, so only the store's error is
 // returned.
-func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.Layer, prev v1.Layer, r io.Reader) (l v1.Layer, wait func(), err error) {
+func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.Layer, r io.Reader, opts PutOptions) (l v1.Layer, wait func(), err error) {
 	o, ok := sn.(*overlay)
 	if !ok {
 		l, err := s.PutLayer(ctx, r)
@@ -45,8 +59,8 @@ func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.
 		l, err := s.PutLayer(ctx, r)
 		return l, nil, err
 	}
-	if prev != nil {
-		if pd, err := prev.DiffID(); err == nil && o.unpacked(parent, pd) {
+	if opts.Prev != nil {
+		if pd, err := opts.Prev.DiffID(); err == nil && o.unpacked(parent, pd) {
 			l, err := o.putPatched(ctx, s, parent, pd, r)
 			return l, nil, err
 		}
@@ -69,8 +83,12 @@ func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.
 	// The store never waits for the extraction: chunks queue in cp.
 	cp := newChunkPipe()
 	unpacked := make(chan error, 1)
+	uopts := overlayUnpackOptions()
+	if opts.Source != nil {
+		uopts.LinkFrom = o.linkFrom(opts.Source)
+	}
 	go func() {
-		err := Unpack(ctx, cp, fs, overlayUnpackOptions())
+		err := Unpack(ctx, cp, fs, uopts)
 		// keep reading whatever follows (tar padding, or all of it after a
 		// failure) so the store's side never blocks
 		if _, cerr := io.Copy(io.Discard, cp); err == nil {
@@ -206,6 +224,42 @@ func (p *chunkPipe) Read(b []byte) (int, error) {
 	n := copy(b, p.cur)
 	p.cur = p.cur[n:]
 	return n, nil
+}
+
+// linkFrom turns a PutOptions.Source into an UnpackOptions.LinkFrom: the
+// file in the unpacked directory of the layers it names, when that
+// directory is ready. The caller holds the gc.lock shared (no prune removes
+// the directory meanwhile).
+func (o *overlay) linkFrom(src func(string) ([]v1.Layer, string)) func(*tar.Header) (string, string) {
+	dirs := map[string]string{} // diffIDs of the layers -> their directory, "" if none
+	return func(hdr *tar.Header) (string, string) {
+		layers, p := src(cleanName(hdr.Name))
+		if len(layers) == 0 {
+			return "", ""
+		}
+		var k strings.Builder
+		for _, l := range layers {
+			d, err := l.DiffID()
+			if err != nil {
+				return "", ""
+			}
+			k.WriteString(d.Hex)
+		}
+		dir, ok := dirs[k.String()]
+		if !ok {
+			if ids, err := chainIDs(layers); err == nil {
+				final := filepath.Join(o.root, "layers", ids[len(ids)-1].Hex)
+				if ready(final) {
+					dir = filepath.Join(final, "fs")
+				}
+			}
+			dirs[k.String()] = dir
+		}
+		if dir == "" {
+			return "", ""
+		}
+		return dir, cleanName(p)
+	}
 }
 
 // beforeAdopt, when set (tests), is called with the temp directory of a

@@ -64,7 +64,7 @@ func TestPutLayerAdopts(t *testing.T) {
 // putLayer is PutLayer, waiting for its background extraction.
 func putLayer(t *testing.T, sn Snapshotter, s *store.Store, parents []v1.Layer, prev v1.Layer, tarball []byte) v1.Layer {
 	t.Helper()
-	l, wait, err := PutLayer(context.Background(), sn, s, parents, prev, bytes.NewReader(tarball))
+	l, wait, err := PutLayer(context.Background(), sn, s, parents, bytes.NewReader(tarball), PutOptions{Prev: prev})
 	must(t, err)
 	if wait != nil {
 		wait()
@@ -95,7 +95,7 @@ func TestPutLayerPrepareWaits(t *testing.T) {
 		<-gate
 	}
 	defer func() { beforeAdopt = nil }()
-	l, wait, err := PutLayer(ctx, sn, s, nil, nil, bytes.NewReader(top))
+	l, wait, err := PutLayer(ctx, sn, s, nil, bytes.NewReader(top), PutOptions{})
 	must(t, err)
 	if wait == nil {
 		t.Fatal("PutLayer extracted in the foreground")

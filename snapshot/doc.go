@@ -42,6 +42,12 @@
 //     Cleanup), patched into exactly what extracting the new layer gives
 //     and renamed into place under the new chain ID (see patch.go). The old
 //     layer is extracted again if it is ever needed.
+//   - Layer directories may share files: PutLayer hard-links a file of
+//     another unpacked layer instead of writing it when it is exactly what
+//     the entry extracts to (COPY --from a stage, PutOptions.Source). This
+//     is safe because no file in a layer directory is ever changed in
+//     place: a patch removes a file before it writes a new one. A process
+//     that stats such a file sees a link count above one.
 //   - Cleanup removes what crashed processes left behind (temp layer
 //     directories, snapshots whose Prepare never finished); Prune also
 //     removes unpacked layers no active snapshot uses. Both wait for running

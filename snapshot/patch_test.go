@@ -484,7 +484,7 @@ func TestPutLayerPatchConcurrent(t *testing.T) {
 	errs := make(chan error, len(tars))
 	for i, b := range tars {
 		go func() {
-			l, wait, err := PutLayer(ctx, sn, s, nil, l0, bytes.NewReader(b))
+			l, wait, err := PutLayer(ctx, sn, s, nil, bytes.NewReader(b), PutOptions{Prev: l0})
 			if wait != nil {
 				wait()
 			}

@@ -46,6 +46,13 @@ type UnpackOptions struct {
 	// it deletes ("etc/old"; "etc/.wh..wh..opq" for an opaque directory).
 	// Parent directories of a selected entry are created as needed.
 	Filter func(name string) bool
+	// LinkFrom, when set, may name for a regular file entry a file of an
+	// unpacked layer with the same content: the layer's directory and the
+	// file's path in it. When that file's type, size, mode, owner and
+	// mtime are the entry's, and neither has xattrs, the entry becomes a
+	// hard link to it instead of a copy (a COPY --from a stage). The
+	// layer's directory must never change (an unpacked layer's does not).
+	LinkFrom func(hdr *tar.Header) (dir, rel string)
 }
 
 // ErrCorrupt is returned (wrapped) when a layer tar is truncated or malformed.
@@ -71,6 +78,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) er
 	}
 	defer root.Close()
 	u := &unpacker{root: root, opts: opts, buf: make([]byte, copyBufSize)}
+	defer u.closeLinkDirs()
 	if opts.Whiteouts == WhiteoutApply {
 		u.seen = map[string]bool{}
 	}
@@ -124,6 +132,8 @@ type unpacker struct {
 	// a one-entry cache of the last parent directory handle.
 	pname string
 	pdir  *os.File
+	// handles of the directories LinkFrom names
+	linkDirs map[string]*os.File
 }
 
 // cleanName turns a tar name into a path relative to the root ("" is the
@@ -212,6 +222,9 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	}
 
 	if isRegular(hdr) && !isSparse(hdr) {
+		if u.opts.LinkFrom != nil && u.linkSame(pfd, base, hdr) {
+			return nil
+		}
 		// the common case, a new file: no stat first, no *os.File
 		fd, err := unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err == nil {
@@ -293,6 +306,62 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
 	}
 	return u.meta(pfd, base, name, hdr)
+}
+
+// linkSame makes base in pfd a hard link to the file LinkFrom names for
+// hdr when it is what extracting hdr would make (see LinkFrom). The file is
+// opened beneath its layer's directory without following any symlink, and
+// the inode checked is the one linked.
+func (u *unpacker) linkSame(pfd int, base string, hdr *tar.Header) bool {
+	if hasXattrs(hdr.PAXRecords) {
+		return false
+	}
+	dir, rel := u.opts.LinkFrom(hdr)
+	if dir == "" {
+		return false
+	}
+	d, ok := u.linkDirs[dir]
+	if !ok {
+		var err error
+		if d, err = os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			d = nil
+		}
+		if u.linkDirs == nil {
+			u.linkDirs = map[string]*os.File{}
+		}
+		u.linkDirs[dir] = d
+	}
+	if d == nil {
+		return false
+	}
+	fd, err := unix.Openat2(int(d.Fd()), rel, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	})
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != hdr.Size ||
+		int64(st.Mode&0o7777) != hdr.Mode&0o7777 || int(st.Uid) != hdr.Uid || int(st.Gid) != hdr.Gid ||
+		st.Mtim.Sec != hdr.ModTime.Unix() || st.Mtim.Nsec != int64(hdr.ModTime.Nanosecond()) {
+		return false
+	}
+	if n, err := unix.Listxattr("/proc/self/fd/"+itoa(fd), nil); err != nil || n != 0 {
+		return false
+	}
+	// AT_EMPTY_PATH links the checked inode itself (needs
+	// CAP_DAC_READ_SEARCH; without it the file is written as usual)
+	return unix.Linkat(fd, "", pfd, base, unix.AT_EMPTY_PATH) == nil
+}
+
+func (u *unpacker) closeLinkDirs() {
+	for _, d := range u.linkDirs {
+		if d != nil {
+			d.Close()
+		}
+	}
 }
 
 // isSparse reports a GNU sparse entry (old GNU or PAX sparse formats).

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -461,4 +463,84 @@ func FuzzUnpack(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestUnpackLinkFrom checks that an entry becomes a hard link to the file
+// LinkFrom names only when that file is exactly what the entry extracts to
+// (type, size, mode, owner, mtime, no xattrs on either side), never through
+// a symlink or out of the layer's directory, and that the tree is the
+// extraction's in every case.
+func TestUnpackLinkFrom(t *testing.T) {
+	requireRoot(t)
+	mt := time.Unix(1700000000, 0)
+	src := t.TempDir()
+	outside := t.TempDir()
+	mk := func(dir, name, body string, mode os.FileMode, uid int, mtime time.Time) {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+		must(t, os.Chmod(p, mode))
+		must(t, os.Lchown(p, uid, uid))
+		must(t, os.Chtimes(p, mtime, mtime))
+	}
+	// same metadata as the entries below unless the name says otherwise
+	mk(src, "same", "s", 0o644, 0, mt)
+	mk(src, "sub/same", "t", 0o755, 7, mt)
+	mk(src, "mode", "m", 0o600, 0, mt)
+	mk(src, "owner", "o", 0o644, 5, mt)
+	mk(src, "mtime", "t", 0o644, 0, mt.Add(time.Second))
+	mk(src, "nsec", "n", 0o644, 0, mt.Add(time.Millisecond))
+	mk(src, "size", "longer", 0o644, 0, mt)
+	mk(src, "xattr", "x", 0o644, 0, mt)
+	must(t, unix.Lsetxattr(filepath.Join(src, "xattr"), "user.k", []byte("v"), 0))
+	mk(src, "hdrxattr", "h", 0o644, 0, mt)
+	mk(outside, "secret", "S", 0o644, 0, mt)
+	must(t, os.Symlink(outside, filepath.Join(src, "viasym")))
+	ents := []ent{}
+	add := func(name, body string, mode int64, uid int) *ent {
+		e := file(name, body, mode)
+		e.hdr.Uid, e.hdr.Gid, e.hdr.ModTime = uid, uid, mt
+		ents = append(ents, e)
+		return &ents[len(ents)-1]
+	}
+	add("same", "s", 0o644, 0)
+	add("d/same", "t", 0o755, 7)
+	add("mode", "m", 0o644, 0)
+	add("owner", "o", 0o644, 0)
+	add("mtime", "t", 0o644, 0)
+	add("nsec", "n", 0o644, 0)
+	add("size", "short", 0o644, 0)
+	add("xattr", "x", 0o644, 0)
+	add("hdrxattr", "h", 0o644, 0).hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.k": "v"}
+	add("escape", "S", 0o644, 0)
+	add("missing", "M", 0o644, 0)
+	sources := map[string]string{"same": "same", "d/same": "sub/same", "mode": "mode", "owner": "owner", "mtime": "mtime",
+		"nsec": "nsec", "size": "size", "xattr": "xattr", "hdrxattr": "hdrxattr", "escape": "viasym/secret", "missing": "nope"}
+	tarball := mkTar(t, ents...)
+
+	plain := t.TempDir()
+	must(t, Unpack(context.Background(), bytes.NewReader(tarball), plain, UnpackOptions{}))
+	linked := t.TempDir()
+	must(t, Unpack(context.Background(), bytes.NewReader(tarball), linked, UnpackOptions{
+		LinkFrom: func(h *tar.Header) (string, string) { return src, sources[h.Name] },
+	}))
+	if d := diffLines(dumpTreeOpt(t, plain, "", true, false), dumpTreeOpt(t, linked, "", true, false)); d != "" {
+		t.Errorf("linked extraction differs from the plain one:\n%s", d)
+	}
+	var got []string
+	for name, s := range sources {
+		var a, b unix.Stat_t
+		must(t, unix.Lstat(filepath.Join(linked, name), &a))
+		if unix.Lstat(filepath.Join(src, s), &b) == nil && a.Ino == b.Ino {
+			got = append(got, name)
+		}
+	}
+	sort.Strings(got)
+	if want := []string{"d/same", "same"}; !slices.Equal(got, want) {
+		t.Errorf("linked %q, want %q", got, want)
+	}
 }
