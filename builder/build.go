@@ -59,6 +59,7 @@ type builder struct {
 	storeErr error
 	buildCtx context.Context
 	snap     snapshot.Snapshotter
+	blobs    *blobFiles      // the layer blobs views read content from
 	remote   []*remoteSource // --cache-from
 	steps    []stepRecord    // layer steps, for --cache-to
 }
@@ -79,6 +80,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	b := &builder{
 		opts: opts, s: opts.Store, plat: hostPlatform(), now: time.Now().UTC(),
 		byName: map[string]*stage{}, usedArgs: map[string]bool{}, images: map[string]*loadedImage{},
+		blobs: &blobFiles{},
 	}
 	if opts.Epoch != nil {
 		t := time.Unix(*opts.Epoch, 0).UTC()
@@ -125,6 +127,7 @@ func (b *builder) background(f func()) {
 
 func (b *builder) cleanup() {
 	b.bg.Wait()
+	b.blobs.close()
 	for _, d := range b.tmpDirs {
 		os.RemoveAll(d)
 	}

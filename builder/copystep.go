@@ -90,6 +90,7 @@ func (st *stage) copySource(ctx context.Context, from string) (*copySource, erro
 		return nil, err
 	}
 	view := newView()
+	view.files = b.blobs
 	for _, l := range layers {
 		if err := view.add(l); err != nil {
 			return nil, err

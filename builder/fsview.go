@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -74,11 +75,65 @@ func uncompressedBlob(l v1.Layer) (io.ReadCloser, error) {
 	return l.Uncompressed()
 }
 
+// blobFiles keeps the uncompressed layer blobs views read content from
+// open, one descriptor per layer for the whole build: a COPY --from of
+// thousands of files would otherwise open the blob for each.
+type blobFiles struct {
+	mu sync.Mutex
+	m  map[v1.Hash]*os.File
+}
+
+// get returns l's blob file, or ok false when l has none (compressed).
+func (c *blobFiles) get(l v1.Layer) (f *os.File, ok bool, err error) {
+	d, err := l.Digest()
+	if err != nil {
+		return nil, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f, ok := c.m[d]; ok {
+		return f, true, nil
+	}
+	rc, err := uncompressedBlob(l)
+	if err != nil {
+		return nil, false, err
+	}
+	f, ok = rc.(*os.File)
+	if !ok {
+		rc.Close()
+		return nil, false, nil
+	}
+	if c.m == nil {
+		c.m = map[v1.Hash]*os.File{}
+	}
+	c.m[d] = f
+	return f, true, nil
+}
+
+func (c *blobFiles) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.m {
+		f.Close()
+	}
+	c.m = nil
+}
+
 // open returns a reader of a regular file's content straight from the
 // layer blob that holds it.
 func (v *fsView) open(e *fsEntry) (io.ReadCloser, error) {
 	if e.off < 0 {
 		return nil, errors.New("content offset unknown")
+	}
+	if v.files != nil {
+		f, ok, err := v.files.get(v.layers[e.layer])
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, errors.New("layer is not a local file")
+		}
+		return io.NopCloser(io.NewSectionReader(f, e.off, e.size)), nil
 	}
 	rc, err := uncompressedBlob(v.layers[e.layer])
 	if err != nil {
@@ -209,6 +264,7 @@ func (v *fsView) sources(pattern string, exclude *patternmatcher.PatternMatcher)
 type fsView struct {
 	m      map[string]*fsEntry // clean path without leading slash; "" is the root
 	layers []v1.Layer
+	files  *blobFiles // where open reads content (nil: a file per call)
 }
 
 func newView() *fsView {
@@ -216,7 +272,7 @@ func newView() *fsView {
 }
 
 func (v *fsView) clone() *fsView {
-	n := &fsView{m: make(map[string]*fsEntry, len(v.m)), layers: append([]v1.Layer(nil), v.layers...)}
+	n := &fsView{m: make(map[string]*fsEntry, len(v.m)), layers: append([]v1.Layer(nil), v.layers...), files: v.files}
 	for k, e := range v.m {
 		n.m[k] = e
 	}

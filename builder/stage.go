@@ -558,6 +558,7 @@ func (st *stage) fsView() (*fsView, error) {
 	defer st.viewMu.Unlock()
 	if st.view == nil {
 		st.view = newView()
+		st.view.files = st.b.blobs
 	}
 	for len(st.view.layers) < len(st.layers) {
 		if err := st.view.add(st.layers[len(st.view.layers)]); err != nil {
