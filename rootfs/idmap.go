@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -104,10 +105,14 @@ func newUserns(uid, gid uint32) (*os.File, error) {
 func idmappedTree(b *Bind, ro bool) (*os.File, error) {
 	ns, err := newUserns(b.RootUID, b.RootGID)
 	if err != nil {
-		return nil, err
+		// user namespaces disabled (user.max_user_namespaces=0)
+		return nil, fmt.Errorf("%w: %v", errNoIdmap, err)
 	}
 	defer ns.Close()
 	fd, err := unix.OpenTree(unix.AT_FDCWD, b.Source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err == unix.ENOSYS {
+		return nil, fmt.Errorf("bind mount %s: %w: %v", b.Source, errNoIdmap, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bind mount %s: %w", b.Source, err)
 	}
@@ -118,12 +123,18 @@ func idmappedTree(b *Bind, ro bool) (*os.File, error) {
 	}
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
 		tree.Close()
-		return nil, fmt.Errorf("bind mount %s: idmapping it (needs Linux 5.12 and a file system that supports it): %w", b.Source, err)
+		if err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP || err == unix.EPERM {
+			return nil, fmt.Errorf("bind mount %s: %w: %v", b.Source, errNoIdmap, err)
+		}
+		return nil, fmt.Errorf("bind mount %s: idmapping it: %w", b.Source, err)
 	}
 	return tree, nil
 }
 
 // idmappedTrees makes the detached trees of binds' idmapped ones, in order.
+// Where the kernel or the source's file system cannot idmap a mount (NFS,
+// 9p, FUSE, Linux before 5.12), the bind shows the host's owners instead:
+// its RootUID and RootGID are cleared, before init's config is written.
 func idmappedTrees(binds []Bind) ([]*os.File, error) {
 	var trees []*os.File
 	for i := range binds {
@@ -133,6 +144,10 @@ func idmappedTrees(binds []Bind) ([]*os.File, error) {
 		}
 		// a Discard bind's tree is its overlay's lower: read-only too
 		t, err := idmappedTree(b, b.ReadOnly || b.Discard)
+		if errors.Is(err, errNoIdmap) {
+			b.RootUID, b.RootGID = 0, 0
+			continue
+		}
 		if err != nil {
 			closeAll(trees)
 			return nil, err
@@ -141,6 +156,9 @@ func idmappedTrees(binds []Bind) ([]*os.File, error) {
 	}
 	return trees, nil
 }
+
+// errNoIdmap says a mount cannot be idmapped here.
+var errNoIdmap = errors.New("idmapped mounts are not supported")
 
 func closeAll(fs []*os.File) {
 	for _, f := range fs {

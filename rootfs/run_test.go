@@ -378,3 +378,19 @@ func TestRunIdmappedBind(t *testing.T) {
 		})
 	}
 }
+
+// TestRunIdmappedBindUnsupported: a source whose file system cannot be
+// idmapped (sysfs) is bound as it is, with the host's owners, rather than
+// failing the run.
+func TestRunIdmappedBindUnsupported(t *testing.T) {
+	root := busyboxRoot(t)
+	var out, errOut bytes.Buffer
+	code, err := rootfs.Run(context.Background(), rootfs.Spec{
+		RootfsDir: root, Args: []string{"stat", "-c", "%u:%g %F", "/m/kernel"},
+		Binds:  []rootfs.Bind{{Source: "/sys", Target: "/m", ReadOnly: true, RootUID: 1000, RootGID: 1000}},
+		Stdout: &out, Stderr: &errOut,
+	})
+	if err != nil || code != 0 || out.String() != "0:0 directory\n" {
+		t.Errorf("Run = %d, %v, stdout %q, stderr %q; want 0:0 directory", code, err, out.String(), errOut.String())
+	}
+}

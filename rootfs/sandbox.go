@@ -338,10 +338,8 @@ func (sb *Sandbox) Run(ctx context.Context, spec Spec) (exitCode int, err error)
 // send hands init the process's stdio and the idmapped binds' trees
 // (SCM_RIGHTS with the first byte) and its config (JSON up to EOF).
 func (sb *Sandbox) send(cfg *initConfig, files [3]*os.File) error {
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		return err
-	}
+	// first: binds that cannot be idmapped here become plain ones
+	cfg.Binds = append([]Bind(nil), cfg.Binds...)
 	trees, err := idmappedTrees(cfg.Binds)
 	if err != nil {
 		return err
@@ -349,6 +347,10 @@ func (sb *Sandbox) send(cfg *initConfig, files [3]*os.File) error {
 	defer closeAll(trees) // init has its own copies once sent
 	if len(trees) > maxTrees {
 		return fmt.Errorf("more than %d idmapped binds", maxTrees)
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return err
 	}
 	fds := []int{int(files[0].Fd()), int(files[1].Fd()), int(files[2].Fd())}
 	for _, t := range trees {

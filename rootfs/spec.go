@@ -36,7 +36,9 @@ type Bind struct {
 	// RootUID and RootGID, when not 0, are shown as root through the bind
 	// and root as them; other owners are shown as they are (an idmapped
 	// mount, see idmap.go). A build's context belongs to root this way, as
-	// in BuildKit, whoever owns it on the host.
+	// in BuildKit, whoever owns it on the host. Where the kernel or the
+	// source's file system cannot idmap (NFS, 9p, FUSE, before Linux
+	// 5.12), the bind shows the host's owners.
 	RootUID uint32 `json:",omitempty"`
 	RootGID uint32 `json:",omitempty"`
 }
