@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/strata-dev/strata/store"
@@ -103,11 +104,9 @@ func PutLayer(ctx context.Context, sn Snapshotter, s *store.Store, parents []v1.
 		// failing to lock only loses the extraction
 		unlockChain, _ = o.lockChild(parent, l)
 	}
-	o.bg.Add(1)
-	done := make(chan struct{})
+	done := o.bg.add()
 	go func() {
-		defer close(done)
-		defer o.bg.Done()
+		defer close(done) // last: after the locks are released
 		defer unlockGC()
 		uerr := <-unpacked
 		if unlockChain == nil {
@@ -181,7 +180,7 @@ func (o *overlay) putPatched(ctx context.Context, s *store.Store, parent string,
 	}
 	defer nf.Close()
 	// patchFrom needs the gc.lock alone: our own extractions hold it shared
-	o.bg.Wait()
+	o.bg.wait()
 	_ = o.patchFrom(ctx, l, prev, parent, res.d, nf)
 	return l, nil
 }
@@ -314,6 +313,41 @@ func (o *overlay) adoptLocked(l v1.Layer, parent, tmp string) error {
 		return fmt.Errorf("adopting layer %s: %w", diffID, err)
 	}
 	return o.linkShort(chain)
+}
+
+// background is the extractions PutLayer left going on, each a channel
+// closed when it has ended (a WaitGroup would allow no new Add while a
+// Wait may be returning, which parallel stages cannot promise).
+type background struct {
+	mu   sync.Mutex
+	jobs []chan struct{}
+}
+
+// add registers a new extraction; close the channel when it ends.
+func (b *background) add() chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	live := b.jobs[:0]
+	for _, j := range b.jobs {
+		select {
+		case <-j:
+		default:
+			live = append(live, j)
+		}
+	}
+	j := make(chan struct{})
+	b.jobs = append(live, j)
+	return j
+}
+
+// wait waits for the extractions registered so far.
+func (b *background) wait() {
+	b.mu.Lock()
+	jobs := append([]chan struct{}(nil), b.jobs...)
+	b.mu.Unlock()
+	for _, j := range jobs {
+		<-j
+	}
 }
 
 // linkShort makes the short name of the layer directory of chain that the

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
@@ -17,7 +16,7 @@ import (
 // as lowerdirs under active/KEY/upper.
 type overlay struct {
 	*base
-	bg sync.WaitGroup // PutLayer's extractions going on in the background
+	bg background // PutLayer's extractions going on in the background
 }
 
 func (o *overlay) Kind() string { return "overlay" }
