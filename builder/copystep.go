@@ -89,8 +89,7 @@ func (st *stage) copySource(ctx context.Context, from string) (*copySource, erro
 	if err != nil {
 		return nil, err
 	}
-	view := newView()
-	view.files = b.blobs
+	view := newView(b.blobs)
 	for _, l := range layers {
 		if err := view.add(l); err != nil {
 			return nil, err
@@ -356,7 +355,7 @@ func (st *stage) copy(ctx context.Context, a copyArgs) error {
 		}
 		pv := view
 		if a.link {
-			pv = newView()
+			pv = newView(nil)
 		}
 		plan := newCopyPlan(pv, b.stageTime())
 		plan.prev = b.previousLayer(lineage)

@@ -125,29 +125,14 @@ func (v *fsView) open(e *fsEntry) (io.ReadCloser, error) {
 	if e.off < 0 {
 		return nil, errors.New("content offset unknown")
 	}
-	if v.files != nil {
-		f, ok, err := v.files.get(v.layers[e.layer])
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, errors.New("layer is not a local file")
-		}
-		return io.NopCloser(io.NewSectionReader(f, e.off, e.size)), nil
-	}
-	rc, err := uncompressedBlob(v.layers[e.layer])
+	f, ok, err := v.files.get(v.layers[e.layer])
 	if err != nil {
 		return nil, err
 	}
-	f, ok := rc.(*os.File)
 	if !ok {
-		rc.Close()
 		return nil, errors.New("layer is not a local file")
 	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.NewSectionReader(f, e.off, e.size), f}, nil
+	return io.NopCloser(io.NewSectionReader(f, e.off, e.size)), nil
 }
 
 // viewInfo presents a view entry as an os.FileInfo.
@@ -264,11 +249,13 @@ func (v *fsView) sources(pattern string, exclude *patternmatcher.PatternMatcher)
 type fsView struct {
 	m      map[string]*fsEntry // clean path without leading slash; "" is the root
 	layers []v1.Layer
-	files  *blobFiles // where open reads content (nil: a file per call)
+	files  *blobFiles // where open reads content
 }
 
-func newView() *fsView {
-	return &fsView{m: map[string]*fsEntry{"": {typ: tar.TypeDir, mode: 0o755}}}
+// newView is an empty view whose content is read through files (nil for a
+// view no content is read from).
+func newView(files *blobFiles) *fsView {
+	return &fsView{files: files, m: map[string]*fsEntry{"": {typ: tar.TypeDir, mode: 0o755}}}
 }
 
 func (v *fsView) clone() *fsView {

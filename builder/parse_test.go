@@ -132,7 +132,7 @@ func tarLayer(t *testing.T, entries ...tar.Header) memLayer {
 }
 
 func TestViewWhiteoutsAndSymlinks(t *testing.T) {
-	v := newView()
+	v := newView(nil)
 	l1 := tarLayer(t,
 		tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
 		tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Linkname: "root:x:0:0::/root:/bin/sh\nweb:x:33:44::/:/bin/sh\n"},

@@ -26,7 +26,7 @@ func planOf(t *testing.T, ctx string) *copyPlan {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := newCopyPlan(newView(), time.Unix(1700000000, 0))
+	plan := newCopyPlan(newView(nil), time.Unix(1700000000, 0))
 	for i := range files {
 		f := &files[i]
 		if f.fi.Mode().IsRegular() {

@@ -557,8 +557,7 @@ func (st *stage) fsView() (*fsView, error) {
 	st.viewMu.Lock()
 	defer st.viewMu.Unlock()
 	if st.view == nil {
-		st.view = newView()
-		st.view.files = st.b.blobs
+		st.view = newView(st.b.blobs)
 	}
 	for len(st.view.layers) < len(st.layers) {
 		if err := st.view.add(st.layers[len(st.view.layers)]); err != nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -230,21 +229,20 @@ func (p *chunkPipe) Read(b []byte) (int, error) {
 // directory is ready. The caller holds the gc.lock shared (no prune removes
 // the directory meanwhile).
 func (o *overlay) linkFrom(src func(string) ([]v1.Layer, string)) func(*tar.Header) (string, string) {
-	dirs := map[string]string{} // diffIDs of the layers -> their directory, "" if none
+	// The sources name prefixes of one stack of layers: a prefix is known
+	// by its backing array and length, its directory looked up once.
+	type prefix struct {
+		first *v1.Layer
+		n     int
+	}
+	dirs := map[prefix]string{} // "" when not unpacked
 	return func(hdr *tar.Header) (string, string) {
 		layers, p := src(cleanName(hdr.Name))
 		if len(layers) == 0 {
 			return "", ""
 		}
-		var k strings.Builder
-		for _, l := range layers {
-			d, err := l.DiffID()
-			if err != nil {
-				return "", ""
-			}
-			k.WriteString(d.Hex)
-		}
-		dir, ok := dirs[k.String()]
+		k := prefix{&layers[0], len(layers)}
+		dir, ok := dirs[k]
 		if !ok {
 			if ids, err := chainIDs(layers); err == nil {
 				final := filepath.Join(o.root, "layers", ids[len(ids)-1].Hex)
@@ -252,7 +250,7 @@ func (o *overlay) linkFrom(src func(string) ([]v1.Layer, string)) func(*tar.Head
 					dir = filepath.Join(final, "fs")
 				}
 			}
-			dirs[k.String()] = dir
+			dirs[k] = dir
 		}
 		if dir == "" {
 			return "", ""
