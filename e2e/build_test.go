@@ -928,11 +928,13 @@ func TestBuildCopyFromUnpacked(t *testing.T) {
 RUN mkdir /d && echo same > /d/same
 FROM bbase
 COPY --from=s /h /f /d/same /c/
-RUN cat /c/h /c/f /c/same > /out
+RUN cat /c/h /c/f /c/same > /out && stat -c '%h %n' /c/h /c/f /c/same > /links
 `})
 	tree, _ := bldBuild(t, e, ctx, "fromunpacked")
+	// f (the image layer's file) and same (the RUN's) are linked to the
+	// stage's unpacked layers; h is not: its content is not at f any more
 	bldCheckTree(t, tree, []bldFile{
 		reg("/c/h", 0o644, "first\n"), reg("/c/f", 0o644, "again\n"), reg("/c/same", 0o644, "same\n"),
-		reg("/out", 0o644, "first\nagain\nsame\n"),
+		reg("/out", 0o644, "first\nagain\nsame\n"), reg("/links", 0o644, "1 /c/h\n2 /c/f\n2 /c/same\n"),
 	})
 }
