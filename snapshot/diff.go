@@ -31,6 +31,33 @@ type node struct {
 	opaque   bool   // directory hides everything below it in the lower layers
 	st       unix.Stat_t
 	children []*node
+	// xattrs names every xattr abs had when first listed (xattrsListed):
+	// a commit reads them up to three times (diff, tar, promotion).
+	xattrs       []string
+	xattrsListed bool
+}
+
+// xattrNames lists the names of n's xattrs, once.
+func (n *node) xattrNames() ([]string, error) {
+	if !n.xattrsListed {
+		xs, err := listXattrs(n.abs)
+		if err != nil {
+			return nil, err
+		}
+		n.xattrs, n.xattrsListed = xs, true
+	}
+	return n.xattrs, nil
+}
+
+// keptXattrs returns the xattrs of n a layer keeps (see skipXattr). The
+// names are listed once: what a promotion changes afterwards (overlay's
+// own xattrs) is never kept.
+func (n *node) keptXattrs() (map[string]string, error) {
+	names, err := n.xattrNames()
+	if err != nil {
+		return nil, fmt.Errorf("listing xattrs: %w", err)
+	}
+	return xattrValues(n.abs, names)
 }
 
 // socket reports a unix socket: a layer cannot carry one, and like docker
@@ -213,7 +240,7 @@ func unchanged(n *node, lp string, l *unix.Stat_t) (bool, error) {
 			}
 		}
 	}
-	ux, err := readXattrs(n.abs)
+	ux, err := n.keptXattrs()
 	if err != nil {
 		return false, err
 	}
@@ -518,12 +545,14 @@ func (t *treeWriter) entry(ctx context.Context, n *node) error {
 		}
 		return t.children(ctx, n)
 	case hdr.Typeflag == tar.TypeReg && hdr.Size > 0:
-		f, err := os.Open(n.abs)
+		// a bare descriptor: an os.File costs more syscalls than the
+		// read of a small file
+		fd, err := unix.Open(n.abs, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return err
+			return &os.PathError{Op: "open", Path: n.abs, Err: err}
 		}
-		defer f.Close()
-		m, err := t.copyFile(f, hdr.Size)
+		defer unix.Close(fd)
+		m, err := t.copyFile(fd, hdr.Size)
 		if err != nil {
 			return err
 		}
@@ -534,27 +563,28 @@ func (t *treeWriter) entry(ctx context.Context, n *node) error {
 	return nil
 }
 
-// copyFile writes up to size bytes of f into the tar stream.
-func (t *treeWriter) copyFile(f *os.File, size int64) (int64, error) {
+// copyFile writes up to size bytes of the file fd into the tar stream.
+func (t *treeWriter) copyFile(fd int, size int64) (int64, error) {
 	var m int64
 	for m < size {
 		buf := t.bp.Buffer()
 		if int64(len(buf)) > size-m {
 			buf = buf[:size-m]
 		}
-		n, err := f.Read(buf)
-		if n > 0 {
-			if _, werr := t.tw.Write(buf[:n]); werr != nil {
-				return m, werr
-			}
-			m += int64(n)
-		}
-		if err == io.EOF {
-			break
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
 		}
 		if err != nil {
 			return m, err
 		}
+		if n == 0 {
+			break
+		}
+		if _, werr := t.tw.Write(buf[:n]); werr != nil {
+			return m, werr
+		}
+		m += int64(n)
 	}
 	return m, nil
 }
@@ -609,7 +639,7 @@ func (t *treeWriter) header(n *node) (*tar.Header, error) {
 	case unix.S_IFSOCK:
 		return nil, fmt.Errorf("sockets cannot be stored in a layer")
 	}
-	xs, err := readXattrs(n.abs)
+	xs, err := n.keptXattrs()
 	if err != nil {
 		return nil, err
 	}
@@ -624,25 +654,19 @@ func (t *treeWriter) header(n *node) (*tar.Header, error) {
 
 // readXattrs returns the xattrs a layer keeps (see skipXattr).
 func readXattrs(p string) (map[string]string, error) {
-	buf := make([]byte, 1024)
-	n, err := unix.Llistxattr(p, buf)
-	if err == unix.ERANGE {
-		sz, err2 := unix.Llistxattr(p, nil)
-		if err2 != nil {
-			return nil, err2
-		}
-		buf = make([]byte, sz)
-		n, err = unix.Llistxattr(p, buf)
-	}
-	if err == unix.ENOTSUP || n == 0 {
-		return nil, nil
-	}
+	names, err := listXattrs(p)
 	if err != nil {
 		return nil, fmt.Errorf("listing xattrs: %w", err)
 	}
+	return xattrValues(p, names)
+}
+
+// xattrValues reads the xattrs of p named in names that a layer keeps; one
+// removed since it was listed is left out.
+func xattrValues(p string, names []string) (map[string]string, error) {
 	var out map[string]string
-	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
-		if name == "" || skipXattr(name) {
+	for _, name := range names {
+		if skipXattr(name) {
 			continue
 		}
 		val, err := getXattr(p, name)

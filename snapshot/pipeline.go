@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"errors"
 	"io"
 	"sync"
 )
@@ -15,6 +16,8 @@ type pipelinedWriter struct {
 	full chan []byte
 	free chan []byte
 	done chan struct{}
+	// bufs is how many buffers the pipeline holds (at most pipeBufs).
+	bufs int
 
 	mu  sync.Mutex
 	err error
@@ -25,17 +28,23 @@ const (
 	pipeBufs    = 4
 )
 
+// pipeBufPool keeps pipeline buffers between layers: a build commits many
+// small layers, and 16 MiB of fresh buffers (zeroed, then faulted in page
+// by page) would cost each of them milliseconds.
+var pipeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, pipeBufSize); return &b }}
+
+func getPipeBuf() []byte  { return (*pipeBufPool.Get().(*[]byte))[:0] }
+func putPipeBuf(b []byte) { b = b[:0]; pipeBufPool.Put(&b) }
+
 func newPipelinedWriter(w io.Writer) *pipelinedWriter {
 	p := &pipelinedWriter{
 		w:    w,
 		full: make(chan []byte, pipeBufs),
 		free: make(chan []byte, pipeBufs),
 		done: make(chan struct{}),
+		cur:  getPipeBuf(),
+		bufs: 1,
 	}
-	for range pipeBufs - 1 {
-		p.free <- make([]byte, 0, pipeBufSize)
-	}
-	p.cur = make([]byte, 0, pipeBufSize)
 	go p.consume()
 	return p
 }
@@ -72,12 +81,24 @@ func (p *pipelinedWriter) error() error {
 	return p.err
 }
 
+// flush hands the current buffer over and takes a free one: a returned
+// one, a new one while the pipeline holds fewer than pipeBufs, else the
+// next the consumer returns.
 func (p *pipelinedWriter) flush() {
 	if len(p.cur) == 0 {
 		return
 	}
 	p.full <- p.cur
-	p.cur = <-p.free
+	select {
+	case p.cur = <-p.free:
+	default:
+		if p.bufs < pipeBufs {
+			p.bufs++
+			p.cur = getPipeBuf()
+		} else {
+			p.cur = <-p.free
+		}
+	}
 }
 
 // Buffer returns the free tail of the current buffer. Data written into it
@@ -119,11 +140,27 @@ func (p *pipelinedWriter) Write(b []byte) (int, error) {
 // Close hands over what is pending, waits for the consumer and returns its
 // first error. The pipeline cannot be used afterwards.
 func (p *pipelinedWriter) Close() error {
-	p.flush()
+	if len(p.cur) > 0 {
+		p.full <- p.cur
+	} else {
+		putPipeBuf(p.cur)
+	}
+	p.cur = nil
 	close(p.full)
 	<-p.done
-	return p.error()
+	for len(p.free) > 0 {
+		putPipeBuf(<-p.free)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.err
+	if err == nil {
+		p.err = errPipeClosed // a later Write fails
+	}
+	return err
 }
+
+var errPipeClosed = errors.New("write to a closed pipeline")
 
 // bufferProvider is what a producer may read file data into directly.
 type bufferProvider interface{ Buffer() []byte }

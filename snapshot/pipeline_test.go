@@ -7,15 +7,23 @@ import (
 	"testing"
 )
 
+// TestPipelinedWriter runs several pipelines in turn, so that later ones
+// reuse the pooled buffers of earlier ones.
 func TestPipelinedWriter(t *testing.T) {
+	for seed := int64(1); seed <= 3; seed++ {
+		pipelineRound(t, seed)
+	}
+}
+
+func pipelineRound(t *testing.T, seed int64) {
 	var want, got bytes.Buffer
 	p := newPipelinedWriter(&got)
-	r := rand.New(rand.NewSource(1))
-	for i := 0; i < 300; i++ {
+	r := rand.New(rand.NewSource(seed))
+	for i := 0; i < 100; i++ { // ~75 MB: many times the pipeline's buffers
 		n := r.Intn(3 << 19)
 		if r.Intn(2) == 0 {
 			b := make([]byte, n)
-			fill(b, i)
+			fill(b, i+int(seed))
 			want.Write(b)
 			if _, err := p.Write(b); err != nil {
 				t.Fatal(err)
@@ -26,7 +34,7 @@ func TestPipelinedWriter(t *testing.T) {
 		if n > len(buf) {
 			n = len(buf)
 		}
-		fill(buf[:n], i)
+		fill(buf[:n], i+int(seed))
 		want.Write(buf[:n])
 		if _, err := p.Write(buf[:n]); err != nil {
 			t.Fatal(err)
@@ -35,8 +43,14 @@ func TestPipelinedWriter(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if p.bufs > pipeBufs {
+		t.Errorf("the pipeline held %d buffers, want at most %d", p.bufs, pipeBufs)
+	}
 	if !bytes.Equal(want.Bytes(), got.Bytes()) {
-		t.Fatalf("output differs (%d vs %d bytes)", got.Len(), want.Len())
+		t.Fatalf("seed %d: output differs (%d vs %d bytes)", seed, got.Len(), want.Len())
+	}
+	if _, err := p.Write([]byte("late")); !errors.Is(err, errPipeClosed) {
+		t.Fatalf("Write after Close: %v, want %v", err, errPipeClosed)
 	}
 }
 

@@ -224,7 +224,7 @@ func fixToTar(t *node, epoch *time.Time) error {
 				return err
 			}
 		}
-		xs, err := listXattrs(c.abs)
+		xs, err := c.xattrNames()
 		if err != nil {
 			return err
 		}
@@ -252,17 +252,23 @@ func fixToTar(t *node, epoch *time.Time) error {
 	return nil
 }
 
-// listXattrs lists the names of every xattr of p.
+// listXattrs lists the names of every xattr of p (none where the
+// filesystem has no xattrs).
 func listXattrs(p string) ([]string, error) {
-	sz, err := unix.Llistxattr(p, nil)
-	if err == unix.ENOTSUP || sz == 0 {
+	var small [1024]byte
+	buf := small[:]
+	n, err := unix.Llistxattr(p, buf)
+	if err == unix.ERANGE {
+		sz, err2 := unix.Llistxattr(p, nil)
+		if err2 != nil {
+			return nil, err2
+		}
+		buf = make([]byte, sz)
+		n, err = unix.Llistxattr(p, buf)
+	}
+	if err == unix.ENOTSUP || err == nil && n == 0 {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, sz)
-	n, err := unix.Llistxattr(p, buf)
 	if err != nil {
 		return nil, err
 	}
