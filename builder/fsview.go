@@ -40,25 +40,65 @@ type fsEntry struct {
 
 func (e *fsEntry) isDir() bool { return e.typ == tar.TypeDir }
 
-// posReader tracks the offset in a layer blob while archive/tar reads it
-// (and seeks over content), so entries can later be read in place.
+// posReader reads a layer blob for archive/tar through a buffer, and
+// tracks the offset of the next byte it returns, so that entries can later
+// be read in place. archive/tar skips content and padding by seeking: a
+// seek within the buffer costs no system call, so a layer of small files
+// is read in a few big reads rather than several calls per entry.
 type posReader struct {
-	r   *os.File
-	pos int64
+	f    *os.File
+	buf  []byte
+	r, w int   // buf[r:w] is read ahead of pos
+	pos  int64 // offset in f of the next byte Read returns
+}
+
+func newPosReader(f *os.File) *posReader {
+	return &posReader{f: f, buf: make([]byte, 64<<10)}
 }
 
 func (p *posReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
+	if p.r == p.w {
+		if len(b) >= len(p.buf) {
+			n, err := p.f.Read(b)
+			p.pos += int64(n)
+			return n, err
+		}
+		n, err := p.f.Read(p.buf)
+		p.r, p.w = 0, n
+		if n == 0 {
+			return 0, err
+		}
+	}
+	n := copy(b, p.buf[p.r:p.w])
+	p.r += n
 	p.pos += int64(n)
-	return n, err
+	return n, nil
 }
 
 func (p *posReader) Seek(off int64, whence int) (int64, error) {
-	n, err := p.r.Seek(off, whence)
-	if err == nil {
-		p.pos = n
+	target := off
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		target = p.pos + off
+	default:
+		n, err := p.f.Seek(off, whence)
+		if err == nil {
+			p.pos, p.r, p.w = n, 0, 0
+		}
+		return n, err
 	}
-	return n, err
+	if target >= p.pos && target-p.pos <= int64(p.w-p.r) {
+		p.r += int(target - p.pos)
+		p.pos = target
+		return target, nil
+	}
+	n, err := p.f.Seek(target, io.SeekStart)
+	if err != nil {
+		return n, err
+	}
+	p.pos, p.r, p.w = n, 0, 0
+	return n, nil
 }
 
 // uncompressedBlob reads l's uncompressed tar, straight from its blob when
@@ -283,7 +323,7 @@ func (v *fsView) add(l v1.Layer) error {
 	var r io.Reader
 	var pr *posReader
 	if f, ok := rc.(*os.File); ok {
-		pr = &posReader{r: f}
+		pr = newPosReader(f)
 		r = pr
 	} else {
 		r = bufio.NewReaderSize(rc, 1<<16)
