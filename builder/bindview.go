@@ -4,12 +4,13 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/internal/fsutil"
 )
 
 // contextBindSource is what RUN --mount=type=bind (without from=) shows at
@@ -100,7 +101,7 @@ func writeView(dst string, files []srcFile) error {
 			if !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.EPERM) {
 				return err
 			}
-			if err := copyRegular(f.abs, p); err != nil {
+			if err := fsutil.CopyFile(f.abs, p, 0o600); err != nil {
 				return err
 			}
 			h.Typeflag = tar.TypeReg
@@ -122,21 +123,4 @@ func writeView(dst string, files []srcFile) error {
 		}
 	}
 	return nil
-}
-
-func copyRegular(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,8 +12,10 @@ import (
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
-	"github.com/strata-dev/strata/snapshot"
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/internal/fsutil"
+	"github.com/strata-dev/strata/snapshot"
 )
 
 // Docker's masked and read-only paths (moby oci/defaults.go).
@@ -458,7 +459,7 @@ func mountDiscard(b Bind, fi os.FileInfo, target, dir string, tree int) error {
 	uid, gid := int(shownID(st.Uid, b.RootUID)), int(shownID(st.Gid, b.RootGID))
 	if !fi.IsDir() {
 		copyPath := dir + "/file"
-		if err := copyFile(source, copyPath, fi.Mode()); err != nil {
+		if err := fsutil.CopyFile(source, copyPath, fi.Mode()); err != nil {
 			return err
 		}
 		if err := os.Lchown(copyPath, uid, gid); err != nil {
@@ -496,23 +497,6 @@ func mountDiscard(b Bind, fi os.FileInfo, target, dir string, tree int) error {
 		return fmt.Errorf("mounting its overlay: %w", err)
 	}
 	return nil
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode.Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 func mountTmpfs(root string, t Tmpfs) error {

@@ -11,6 +11,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/internal/fsutil"
 )
 
 // native copies the flattened lower tree (native/CHAIN/fs) into
@@ -355,7 +357,7 @@ func (c *copier) copy(ctx context.Context, src, dst string) error {
 		if c.share {
 			return unix.Link(src, dst)
 		}
-		if err := copyFile(src, dst); err != nil {
+		if err := fsutil.CopyFile(src, dst, 0o600); err != nil {
 			return err
 		}
 	case unix.S_IFLNK:
@@ -398,24 +400,4 @@ func (c *copier) attrs(src, dst string, st *unix.Stat_t) error {
 		}
 	}
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err == nil {
-		return out.Close()
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
