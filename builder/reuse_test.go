@@ -73,6 +73,21 @@ func TestCopyReusesPreviousLayer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// planOf after settle: every entry has one fixed time, so that files
+	// rewritten (and directories changed) a second later do not change
+	// the layer
+	settled := func() *copyPlan {
+		err := filepath.Walk(ctx, func(p string, _ os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Chtimes(p, fixedTime, fixedTime)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return planOf(t, ctx)
+	}
 	for _, n := range []string{"a/1", "a/2", "a/3", "b/1", "b/2", "c"} {
 		write(n, "content of "+n)
 	}
@@ -82,7 +97,7 @@ func TestCopyReusesPreviousLayer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prevTar := layerBytes(t, planOf(t, ctx))
+	prevTar := layerBytes(t, settled())
 	prev, err := s.PutLayer(context.Background(), bytes.NewReader(prevTar))
 	if err != nil {
 		t.Fatal(err)
@@ -95,9 +110,9 @@ func TestCopyReusesPreviousLayer(t *testing.T) {
 	if err := os.Remove(filepath.Join(ctx, "b/1")); err != nil {
 		t.Fatal(err)
 	}
-	want := layerBytes(t, planOf(t, ctx))
+	want := layerBytes(t, settled())
 
-	plan := planOf(t, ctx)
+	plan := settled()
 	plan.prev = prev
 	// what must come from the previous layer can no longer be read from
 	// the context
@@ -122,12 +137,14 @@ func TestCopyReusesPreviousLayer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan = planOf(t, ctx)
+	plan = settled()
 	plan.prev = dl
 	if got := layerBytes(t, plan); !bytes.Equal(got, want) {
 		t.Fatalf("with a damaged previous layer:\n got  %v\n want %v", listing(t, got), listing(t, want))
 	}
 }
+
+var fixedTime = time.Unix(1700000000, 0)
 
 func listing(t *testing.T, b []byte) []string {
 	var out []string
